@@ -1,0 +1,41 @@
+# cranialkit — the two commands of the README are `make notebooks` (main job) and `make test` (tests).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup notebooks test unit lint lab bench clean
+
+setup: $(STAMP)
+
+# torch is installed first, pinned, so that no other requirement can pull a CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e ".[dev]"
+	touch $(STAMP)
+
+# Main job: execute every notebook headless at default parameters on the phantom data, write outputs/index.html.
+notebooks: setup
+	PYVISTA_OFF_SCREEN=true MPLBACKEND=agg $(BIN)/python tools/run_notebooks.py --out outputs
+
+# Tests: unit tests + every notebook in smoke mode.
+test: setup
+	PYVISTA_OFF_SCREEN=true MPLBACKEND=agg $(BIN)/python -m pytest -q -ra
+
+unit: setup
+	$(BIN)/python -m pytest -q -ra -m "not notebook"
+
+lint: setup
+	$(BIN)/ruff check cranialkit tests benchmarks data_scripts tools
+
+lab: setup
+	$(BIN)/pip install -e ".[lab]"
+	$(BIN)/jupyter lab notebooks
+
+bench: setup
+	for b in benchmarks/*.py; do $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

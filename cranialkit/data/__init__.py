@@ -1,0 +1,1 @@
+"""Data: procedural skull phantoms, dataset layouts (SkullBreak, SkullFix, MUG500+, phantom) and their cases."""

@@ -1,0 +1,74 @@
+"""The one volume type used everywhere: a 3D array plus its geometry in millimetres.
+
+Taught in notebook 01_data_and_preprocessing.
+
+Geometry follows NRRD/ITK conventions in LPS world space (mm):
+``world = origin + direction @ (spacing * index)``, where ``index = (i, j, k)`` is the voxel index in the
+array's own axis order and ``direction`` holds the unit world direction of axis i, j, k in its *columns*.
+An oblique scan (gantry tilt) has a non-diagonal ``direction``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Volume:
+    """A 3D array with spacing (mm per voxel along each array axis), origin (mm) and direction (3×3)."""
+
+    array: np.ndarray
+    spacing: np.ndarray = field(default_factory=lambda: np.ones(3))
+    origin: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+    def __post_init__(self) -> None:
+        self.array = np.asarray(self.array)
+        if self.array.ndim != 3:
+            raise ValueError(f"a Volume needs a 3D array, got shape {self.array.shape}")
+        self.spacing = np.asarray(self.spacing, dtype=float).reshape(3)
+        self.origin = np.asarray(self.origin, dtype=float).reshape(3)
+        self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
+        if np.any(self.spacing <= 0) or not np.all(np.isfinite(self.spacing)):
+            raise ValueError(f"spacing must be positive and finite, got {self.spacing}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.array.shape)  # type: ignore[return-value]
+
+    @property
+    def affine(self) -> np.ndarray:
+        """4×4 matrix mapping voxel index (i, j, k, 1) to LPS world coordinates in mm."""
+        out = np.eye(4)
+        out[:3, :3] = self.direction * self.spacing[None, :]
+        out[:3, 3] = self.origin
+        return out
+
+    @property
+    def extent_mm(self) -> np.ndarray:
+        """Physical size of the grid along each array axis, in mm."""
+        return np.asarray(self.shape) * self.spacing
+
+    def with_array(self, array: np.ndarray) -> Volume:
+        """A new Volume with the same geometry and another array of the same shape."""
+        array = np.asarray(array)
+        if array.shape != self.array.shape:
+            raise ValueError(f"shape {array.shape} differs from the volume's {self.array.shape}")
+        return Volume(array, self.spacing.copy(), self.origin.copy(), self.direction.copy())
+
+    def same_grid(self, other: Volume, atol: float = 1e-4) -> bool:
+        """True when both volumes share shape, spacing, origin and direction (within ``atol`` mm)."""
+        return (
+            self.shape == other.shape
+            and np.allclose(self.spacing, other.spacing, atol=atol)
+            and np.allclose(self.origin, other.origin, atol=atol)
+            and np.allclose(self.direction, other.direction, atol=atol)
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Volume(shape={self.shape}, dtype={self.array.dtype}, spacing={np.round(self.spacing, 4).tolist()} mm, "
+            f"origin={np.round(self.origin, 2).tolist()} mm, oblique={not np.allclose(self.direction, np.diag(np.diag(self.direction)))})"
+        )
