@@ -18,11 +18,11 @@ $(STAMP): pyproject.toml
 
 # Main job: execute every notebook headless at default parameters on the phantom data, write outputs/index.html.
 notebooks: setup
-	PYVISTA_OFF_SCREEN=true MPLBACKEND=agg $(BIN)/python tools/run_notebooks.py --out outputs
+	PYVISTA_OFF_SCREEN=true $(BIN)/cranialkit run-notebooks --out outputs
 
 # Tests: unit tests + every notebook in smoke mode.
 test: setup
-	PYVISTA_OFF_SCREEN=true MPLBACKEND=agg $(BIN)/python -m pytest -q -ra
+	PYVISTA_OFF_SCREEN=true $(BIN)/python -m pytest -q -ra
 
 unit: setup
 	$(BIN)/python -m pytest -q -ra -m "not notebook"

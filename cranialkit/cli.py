@@ -24,6 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cranialkit", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     subparsers.add_parser("info", help="print versions, device and data directory").set_defaults(func=_info)
+    runner = subparsers.add_parser("run-notebooks", help="execute the notebook series headless and write an index")
+    runner.add_argument("--out", default="outputs", help="folder for executed notebooks and index.html")
+    runner.add_argument("--only", nargs="*", help="notebook numbers or names to run (default: all)")
+    runner.add_argument("--smoke", action="store_true", help="run with smoke=True (tiny sizes)")
+    runner.add_argument("--no-resume", action="store_true", help="run again notebooks that already ran")
+    runner.set_defaults(func=_run_notebooks)
     for name in _COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -40,6 +46,22 @@ def _info(args: argparse.Namespace) -> int:
 
     print_config()
     return 0
+
+
+def _run_notebooks(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cranialkit.runner import list_notebooks, run_series
+
+    notebooks = list_notebooks()
+    if args.only:
+        notebooks = [p for p in notebooks if any(p.stem.startswith(o) or p.stem == o for o in args.only)]
+        if not notebooks:
+            print(f"no notebook matches {args.only}")
+            return 2
+    runs = run_series(Path(args.out), notebooks, {"smoke": True} if args.smoke else None, resume=not args.no_resume)
+    print(f"index: {Path(args.out).resolve() / 'index.html'}")
+    return 0 if all(r.ok for r in runs) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

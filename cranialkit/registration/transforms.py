@@ -1,0 +1,117 @@
+"""Transforms for registration: affine matrices, dense displacement fields (DDF), warping and the pyramid.
+
+Taught in notebook 03_registration_augmentation.
+
+Conventions (all batched, same code on CPU and GPU):
+- Volumes are tensors ``(B, C, D, H, W)``; spatial axes ``D, H, W`` are the array axes i, j, k.
+- A transform maps every *target* voxel ``x`` to the *source* point it pulls from: ``warped(x) = source(x + u(x))``.
+- A DDF ``u`` is ``(B, 3, D, H, W)`` in **voxels of the grid it lives on**, channel c along axis c (i, j, k).
+  On a grid with isotropic spacing ``s`` mm, a displacement of 1 voxel is ``s`` mm.
+- An affine ``theta`` is ``(B, 3, 4)`` acting on **normalized coordinates** ``n = 2 x / (S - 1) - 1`` in [-1, 1]
+  (``align_corners=True``), in axis order (i, j, k): ``n' = theta[:, :, :3] @ n + theta[:, :, 3]``. Normalized
+  coordinates make the affine independent of the pyramid level.
+- Pyramid levels sample the same [-1, 1] cube at fewer points (``align_corners=True``), so a DDF moves between
+  levels by trilinear interpolation and a rescale by ``(S_new - 1) / (S_old - 1)`` per axis.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import Warp
+from monai.networks.layers import GaussianFilter
+
+with warnings.catch_warnings():  # MONAI warns once that it uses torch's native grid_sample (what we want)
+    warnings.simplefilter("ignore")
+    _WARP_LINEAR = Warp(mode="bilinear", padding_mode="zeros")
+    _WARP_NEAREST = Warp(mode="nearest", padding_mode="zeros")
+
+
+def identity_affine(batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(batch, 3, 4)`` identity affines (normalized coordinates)."""
+    eye = torch.eye(3, 4, device=device)
+    return eye.unsqueeze(0).repeat(batch, 1, 1)
+
+
+def normalized_grid(shape: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(3, D, H, W)`` normalized coordinates in [-1, 1] of every voxel of a grid of ``shape``."""
+    axes = [torch.linspace(-1.0, 1.0, int(s), device=device) for s in shape]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0)
+
+
+def _half_extent(shape: Sequence[int], device: torch.device | str) -> torch.Tensor:
+    """``(1, 3, 1, 1, 1)`` voxels per unit of normalized coordinate: ``(S - 1) / 2`` per axis."""
+    half = torch.tensor([(int(s) - 1) / 2.0 for s in shape], device=device)
+    return half.view(1, 3, 1, 1, 1)
+
+
+def affine_to_ddf(theta: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """The DDF (voxels of ``shape``) of the affine ``theta`` ``(B, 3, 4)`` given in normalized coordinates."""
+    if theta.ndim != 3 or theta.shape[1:] != (3, 4):
+        raise ValueError(f"theta must have shape (B, 3, 4), got {tuple(theta.shape)}")
+    grid = normalized_grid(shape, theta.device).flatten(1)  # (3, V)
+    moved = theta[:, :, :3] @ grid + theta[:, :, 3:]  # (B, 3, V)
+    ddf_normalized = (moved - grid).view(theta.shape[0], 3, *[int(s) for s in shape])
+    return ddf_normalized * _half_extent(shape, theta.device)
+
+
+def resize_ddf(ddf: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Resample a DDF to another grid of the same [-1, 1] cube, rescaling its voxel units to the new grid."""
+    shape = tuple(int(s) for s in shape)
+    old = ddf.shape[2:]
+    if tuple(old) == shape:
+        return ddf
+    resized = F.interpolate(ddf, size=shape, mode="trilinear", align_corners=True)
+    scale = torch.tensor([(n - 1) / (o - 1) for n, o in zip(shape, old)], device=ddf.device, dtype=ddf.dtype)
+    return resized * scale.view(1, 3, 1, 1, 1)
+
+
+def warp(image: torch.Tensor, ddf: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Pull ``image`` ``(B, C, D, H, W)`` through ``ddf`` (voxels); outside the grid counts as 0 (background).
+
+    ``mode="bilinear"`` is trilinear interpolation in 3D (MONAI :class:`~monai.networks.blocks.Warp`).
+    """
+    if image.shape[0] != ddf.shape[0] or image.shape[2:] != ddf.shape[2:]:
+        raise ValueError(f"image {tuple(image.shape)} and ddf {tuple(ddf.shape)} disagree in batch or grid size")
+    if mode not in ("bilinear", "nearest"):
+        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    warper = _WARP_LINEAR if mode == "bilinear" else _WARP_NEAREST
+    warper.ref_grid = None  # the cached grid would be shared between devices and batch sizes
+    return warper(image, ddf)
+
+
+def warp_mask(mask: torch.Tensor, ddf: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Warp a binary mask by trilinear interpolation, then threshold (smoother edges than nearest neighbour)."""
+    return warp(mask.float(), ddf, mode="bilinear") >= threshold
+
+
+def smooth(volume: torch.Tensor, sigma_voxels: float) -> torch.Tensor:
+    """Gaussian smoothing with standard deviation ``sigma_voxels`` (MONAI separable filter); 0 returns the input."""
+    if sigma_voxels <= 0:
+        return volume
+    return GaussianFilter(spatial_dims=3, sigma=float(sigma_voxels)).to(volume.device)(volume)
+
+
+def pyramid_shapes(shape: Sequence[int], levels: int, min_size: int = 8) -> list[tuple[int, ...]]:
+    """Grid shapes from coarse to fine: each level halves the previous one (not below ``min_size`` voxels)."""
+    if levels < 1:
+        raise ValueError(f"levels must be >= 1, got {levels}")
+    shapes = []
+    for level in range(levels - 1, -1, -1):
+        factor = 2**level
+        shapes.append(tuple(max(min(int(s), min_size), math.ceil(int(s) / factor)) for s in shape))
+    return shapes
+
+
+def downsample(volume: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Resample ``volume`` to a coarser ``shape`` after Gaussian anti-aliasing (sigma = half the step)."""
+    shape = tuple(int(s) for s in shape)
+    if tuple(volume.shape[2:]) == shape:
+        return volume
+    step = max(o / n for o, n in zip(volume.shape[2:], shape))
+    blurred = smooth(volume, 0.5 * step)
+    return F.interpolate(blurred, size=shape, mode="trilinear", align_corners=True)

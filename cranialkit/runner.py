@@ -1,0 +1,209 @@
+"""Execute the notebook series headless (papermill) and write a browsable index of the results.
+
+Used by the README's main job (``make notebooks`` → ``cranialkit run-notebooks``) at default parameters, and by
+the test suite in smoke mode. A notebook can mark what the index shows: a code cell tagged ``key-figure`` gives
+the thumbnail (else the notebook's last image), a cell tagged ``results-table`` gives an HTML table copied into
+the index.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+import numpy as np
+
+from cranialkit.jobs import atomic_write_text
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@dataclass
+class NotebookRun:
+    """The outcome of one executed notebook."""
+
+    name: str
+    ok: bool
+    seconds: float
+    output: str
+    html: str | None = None
+    error: str | None = None
+    key_figure: str | None = None
+    tables: list[str] = field(default_factory=list)
+
+
+def list_notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The series in order (``NN_topic.ipynb``)."""
+    return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb"))
+
+
+def parameters_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    """Code cells tagged ``parameters`` (papermill injects its values after the first)."""
+    return [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+
+
+def image_outputs(nb: nbformat.NotebookNode, tag: str | None = None) -> list[bytes]:
+    """PNG images shown by a notebook's code cells (only cells with ``tag`` when given), as bytes."""
+    images = []
+    for cell in nb.cells:
+        if cell.cell_type != "code" or (tag and tag not in cell.metadata.get("tags", [])):
+            continue
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "image/png" in data:
+                images.append(base64.b64decode(data["image/png"]))
+    return images
+
+
+def image_is_blank(png: bytes, min_std: float = 2.0) -> bool:
+    """True when a PNG is (nearly) one flat colour: its pixel standard deviation is below ``min_std`` (0–255)."""
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(io.BytesIO(png), format="png")
+    scale = 255.0 if pixels.dtype.kind == "f" else 1.0
+    return float(np.asarray(pixels[..., :3], dtype=float).std() * scale) < min_std
+
+
+def _tables(nb: nbformat.NotebookNode) -> list[str]:
+    tables = []
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "results-table" in cell.metadata.get("tags", []):
+            for out in cell.get("outputs", []):
+                if "text/html" in out.get("data", {}):
+                    tables.append(out["data"]["text/html"])
+    return tables
+
+
+def _first_error(nb: nbformat.NotebookNode) -> str | None:
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                return f"{out.get('ename')}: {out.get('evalue')}"
+    return None
+
+
+def execute_notebook(
+    path: Path,
+    out_dir: Path,
+    parameters: dict | None = None,
+    timeout_s: int = 3600,
+    export_html: bool = True,
+) -> NotebookRun:
+    """Run one notebook with papermill into ``out_dir`` (and an HTML copy); never raises for a failing cell."""
+    import papermill
+
+    path, out_dir = Path(path), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / path.name
+    start = time.perf_counter()
+    error = None
+    # A kernel that inherits MPLBACKEND=agg shows no figures: the notebook's inline backend must be used.
+    saved_backend = os.environ.pop("MPLBACKEND", None)
+    try:
+        papermill.execute_notebook(
+            str(path),
+            str(output),
+            parameters=parameters or {},
+            kernel_name="python3",
+            cwd=str(path.parent),
+            progress_bar=False,
+            execution_timeout=timeout_s,
+        )
+    except Exception as exc:  # papermill raises PapermillExecutionError for a failing cell
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+    finally:
+        if saved_backend is not None:
+            os.environ["MPLBACKEND"] = saved_backend
+    seconds = time.perf_counter() - start
+    run = NotebookRun(name=path.stem, ok=error is None, seconds=round(seconds, 1), output=str(output), error=error)
+    if output.exists():
+        nb = nbformat.read(output, as_version=4)
+        run.error = run.error or _first_error(nb)
+        run.ok = run.error is None
+        images = image_outputs(nb, "key-figure") or image_outputs(nb)
+        if images:
+            figure = out_dir / "figures" / f"{path.stem}.png"
+            figure.parent.mkdir(exist_ok=True)
+            figure.write_bytes(images[-1])
+            run.key_figure = str(figure)
+        run.tables = _tables(nb)
+        if export_html:
+            from nbconvert import HTMLExporter
+
+            body, _ = HTMLExporter().from_notebook_node(nb)
+            html_path = output.with_suffix(".html")
+            atomic_write_text(html_path, body)
+            run.html = str(html_path)
+    return run
+
+
+def write_index(runs: list[NotebookRun], out_dir: Path, title: str = "cranialkit — executed notebooks") -> Path:
+    """Write ``out_dir/index.html`` linking every executed notebook with its key figure and results tables."""
+    out_dir = Path(out_dir)
+    rows = []
+    for run in runs:
+        status = "ok" if run.ok else f"FAILED — {html.escape(run.error or '')}"
+        links = f'<a href="{Path(run.output).name}">ipynb</a>'
+        if run.html:
+            links = f'<a href="{Path(run.html).name}">{html.escape(run.name)}</a> · ' + links
+        else:
+            links = html.escape(run.name) + " · " + links
+        figure = (
+            f'<img src="figures/{Path(run.key_figure).name}" style="max-width:420px">' if run.key_figure else ""
+        )
+        tables = "".join(f'<div class="table">{t}</div>' for t in run.tables)
+        rows.append(
+            f"<tr><td>{links}<br><small>{run.seconds:.0f} s · {status}</small>{tables}</td><td>{figure}</td></tr>"
+        )
+    n_ok = sum(r.ok for r in runs)
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} td{{vertical-align:top;padding:8px;border-bottom:1px solid #ddd}}
+table.dataframe td, table.dataframe th{{padding:2px 6px;border:1px solid #ccc}} .table{{margin-top:8px}}</style>
+</head><body><h1>{html.escape(title)}</h1>
+<p>Generated {time.strftime('%Y-%m-%d %H:%M')}; {n_ok} of {len(runs)} notebooks ran without error.</p>
+<table>{''.join(rows)}</table></body></html>
+"""
+    index = out_dir / "index.html"
+    atomic_write_text(index, page)
+    atomic_write_text(out_dir / "runs.json", json.dumps([asdict(r) for r in runs], indent=2))
+    return index
+
+
+def run_series(
+    out_dir: Path,
+    notebooks: list[Path] | None = None,
+    parameters: dict | None = None,
+    resume: bool = True,
+    timeout_s: int = 3600,
+) -> list[NotebookRun]:
+    """Execute the notebooks in order, then write the index.
+
+    With ``resume``, a notebook whose executed copy is newer than its source and ran without error is kept,
+    not run again (an interrupted main job continues where it stopped).
+    """
+    out_dir = Path(out_dir)
+    previous = {}
+    if resume and (out_dir / "runs.json").exists():
+        previous = {r["name"]: NotebookRun(**r) for r in json.loads((out_dir / "runs.json").read_text())}
+    runs = []
+    for path in notebooks or list_notebooks():
+        old = previous.get(path.stem)
+        if old and old.ok and Path(old.output).exists() and os.path.getmtime(old.output) > os.path.getmtime(path):
+            print(f"[skip] {path.name}: already executed ({old.seconds:.0f} s)", flush=True)
+            runs.append(old)
+            continue
+        print(f"[run ] {path.name} ...", flush=True)
+        run = execute_notebook(path, out_dir, parameters, timeout_s=timeout_s)
+        print(f"[{'ok' if run.ok else 'FAIL'}  ] {path.name}: {run.seconds:.0f} s {run.error or ''}", flush=True)
+        runs.append(run)
+        write_index(runs, out_dir)  # the index is usable while the series runs
+    write_index(runs, out_dir)
+    return runs
