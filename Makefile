@@ -11,7 +11,6 @@ setup: $(STAMP)
 # torch is installed first, pinned, so that no other requirement can pull a CUDA build.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e ".[dev]"
 	touch $(STAMP)

@@ -50,20 +50,15 @@ def read_volume(path: str | os.PathLike) -> Volume:
     except VolumeFileError:
         raise
     except Exception as exc:  # truncated gzip, bad header, ... : all become one clear error
-        raise VolumeFileError(f"{path}: unreadable or truncated {kind.upper()} file ({type(exc).__name__}: {exc})") from exc
+        problem = f"unreadable or truncated {kind.upper()} file ({type(exc).__name__}: {exc})"
+        raise VolumeFileError(f"{path}: {problem}") from exc
+    array = np.ascontiguousarray(array)  # pynrrd returns Fortran order; C order makes everything downstream faster
     if array.ndim != 3:
         raise VolumeFileError(f"{path}: expected a 3D volume, got {array.ndim}D with shape {array.shape}")
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         raise VolumeFileError(f"{path}: contains NaN or infinite values")
     if kind == "nrrd":
-        axes = np.asarray(header.get("space directions", np.eye(3)), dtype=float)
-        if axes.shape != (3, 3) or not np.all(np.isfinite(axes)):
-            raise VolumeFileError(f"{path}: 'space directions' is not a 3×3 matrix: {axes}")
-        origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=float)
-        space = str(header.get("space", "left-posterior-superior")).lower()
-        if space in ("right-anterior-superior", "ras"):
-            axes, origin = axes @ _RAS_TO_LPS, _RAS_TO_LPS @ origin
-        affine3 = axes.T  # columns = axis vectors
+        affine3, origin = _nrrd_geometry(path, header)
     else:
         affine = image.affine
         affine3 = _RAS_TO_LPS @ affine[:3, :3]
@@ -72,6 +67,35 @@ def read_volume(path: str | os.PathLike) -> Volume:
     if np.any(spacing <= 0):
         raise VolumeFileError(f"{path}: zero spacing in the header ({spacing})")
     return Volume(array, spacing, origin, affine3 / spacing[None, :])
+
+
+def _nrrd_geometry(path: Path, header: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Axis vectors (as columns, mm, LPS) and origin (mm, LPS) from an NRRD header.
+
+    ``space directions`` (one row per axis) is the full geometry; without it, ``spacings`` gives a diagonal one.
+    RAS and LAS spaces are converted to LPS by flipping the world axes that differ.
+    """
+    if "space directions" in header:
+        axes = np.asarray(header["space directions"], dtype=float)
+        if axes.shape != (3, 3) or not np.all(np.isfinite(axes)):
+            raise VolumeFileError(f"{path}: 'space directions' is not a 3×3 matrix: {axes.tolist()}")
+    elif "spacings" in header:
+        spacings = np.asarray(header["spacings"], dtype=float)
+        if spacings.shape != (3,) or not np.all(np.isfinite(spacings)):
+            raise VolumeFileError(f"{path}: 'spacings' is not three numbers: {spacings.tolist()}")
+        axes = np.diag(spacings)
+    else:
+        axes = np.eye(3)
+    origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=float).reshape(-1)
+    if origin.shape != (3,) or not np.all(np.isfinite(origin)):
+        raise VolumeFileError(f"{path}: 'space origin' is not three finite numbers: {origin.tolist()}")
+    space = str(header.get("space", "left-posterior-superior")).lower()
+    flips = {"right-anterior-superior": (-1, -1, 1), "ras": (-1, -1, 1),
+             "left-anterior-superior": (1, -1, 1), "las": (1, -1, 1)}
+    if space in flips:
+        flip = np.diag(np.asarray(flips[space], dtype=float))
+        axes, origin = axes @ flip, flip @ origin
+    return axes.T, origin  # columns = axis vectors
 
 
 def _atomic_target(path: Path) -> Path:
@@ -122,11 +146,14 @@ def as_mask(volume: Volume, source: str | os.PathLike = "<array>", allow_empty: 
     """
     array = volume.array
     if array.dtype != bool:
-        values = np.unique(array)
-        if not np.all(np.isin(values, (0, 1))):
-            shown = ", ".join(str(v) for v in values[:6]) + (", ..." if len(values) > 6 else "")
-            raise VolumeFileError(f"{source}: not a binary mask (values {shown}); expected only 0 and 1")
-        array = array.astype(bool)
+        binary = (array == 0) | (array == 1)  # one cheap pass; np.unique would sort all 10⁸ voxels of a 512³ mask
+        if not binary.all():
+            others = np.unique(array[~binary])
+            shown = ", ".join(str(v) for v in others[:6]) + (", ..." if len(others) > 6 else "")
+            raise VolumeFileError(
+                f"{source}: not a binary mask ({(~binary).sum()} voxels with values {shown}); expected only 0 and 1"
+            )
+        array = array != 0
     if not allow_empty and not array.any():
         raise VolumeFileError(f"{source}: empty mask (no voxel is 1)")
     return volume.with_array(array)

@@ -51,6 +51,21 @@ class Volume:
         """Physical size of the grid along each array axis, in mm."""
         return np.asarray(self.shape) * self.spacing
 
+    @property
+    def is_oblique(self) -> bool:
+        """True when the voxel axes are not the world axes (e.g. gantry tilt): ``direction`` is not diagonal."""
+        return not np.allclose(self.direction, np.diag(np.diag(self.direction)), atol=1e-6)
+
+    def index_to_world(self, index: np.ndarray) -> np.ndarray:
+        """World coordinates (mm, LPS) of voxel indices, shape (..., 3) → (..., 3)."""
+        index = np.asarray(index, dtype=float)
+        return index @ (self.direction * self.spacing[None, :]).T + self.origin
+
+    def world_to_index(self, point: np.ndarray) -> np.ndarray:
+        """Continuous voxel indices of world points (mm, LPS), shape (..., 3) → (..., 3)."""
+        point = np.asarray(point, dtype=float)
+        return (point - self.origin) @ np.linalg.inv(self.direction * self.spacing[None, :]).T
+
     def with_array(self, array: np.ndarray) -> Volume:
         """A new Volume with the same geometry and another array of the same shape."""
         array = np.asarray(array)
@@ -70,5 +85,5 @@ class Volume:
     def __repr__(self) -> str:
         return (
             f"Volume(shape={self.shape}, dtype={self.array.dtype}, spacing={np.round(self.spacing, 4).tolist()} mm, "
-            f"origin={np.round(self.origin, 2).tolist()} mm, oblique={not np.allclose(self.direction, np.diag(np.diag(self.direction)))})"
+            f"origin={np.round(self.origin, 2).tolist()} mm, oblique={self.is_oblique})"
         )

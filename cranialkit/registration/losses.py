@@ -8,7 +8,10 @@ pair its own gradient (batched registration equals registering the pairs one by 
 
 from __future__ import annotations
 
+import warnings
+
 import torch
+import torch.nn.functional as F
 from monai.losses import BendingEnergyLoss, DiceLoss, DiffusionLoss
 
 SIMILARITIES = ("mse", "dice", "mse+dice")
@@ -48,14 +51,24 @@ def similarity_loss(warped: torch.Tensor, target: torch.Tensor, kind: str = "mse
     raise ValueError(f"similarity must be one of {SIMILARITIES}, got {kind!r}")
 
 
+def _pad(ddf: torch.Tensor) -> torch.Tensor:
+    """Replicate one voxel around the field so that MONAI's central differences also cover the border voxels
+    (unpadded, the outermost voxels would be free of any regularization and could drift far)."""
+    return F.pad(ddf, (1, 1, 1, 1, 1, 1), mode="replicate")
+
+
 def diffusion(ddf: torch.Tensor) -> torch.Tensor:
     """Diffusion regularizer: mean squared spatial gradient of the DDF (voxel/voxel, so resolution-free), per pair."""
-    return _per_pair_mean(_DIFFUSION(ddf))
+    with warnings.catch_warnings():  # MONAI indexes with a list (a torch deprecation warning, harmless here)
+        warnings.simplefilter("ignore", UserWarning)
+        return _per_pair_mean(_DIFFUSION(_pad(ddf)))
 
 
 def bending_energy(ddf: torch.Tensor) -> torch.Tensor:
-    """Bending energy: mean squared second derivatives of the DDF (per voxel²·voxel), per pair."""
-    return _per_pair_mean(_BENDING(ddf))
+    """Bending energy: mean squared second derivatives of the DDF (1/voxel), per pair."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _per_pair_mean(_BENDING(_pad(ddf)))
 
 
 def regularization_loss(ddf: torch.Tensor, kind: str = "diffusion") -> torch.Tensor:

@@ -1,0 +1,131 @@
+"""``cranialkit train | evaluate | reconstruct``: the reconstruction network without a notebook.
+
+Taught in notebook 10_unet_training. ``train`` also runs under ``torchrun --nproc-per-node N -m cranialkit train``
+(PyTorch DDP: NCCL on GPUs, gloo on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _default_run_dir(args: argparse.Namespace) -> Path:
+    from cranialkit.config import data_dir
+
+    name = "phantom" if args.data == "phantom" else Path(args.data).name
+    return data_dir() / "runs" / f"unet_{name}_{args.resolution}_{args.size}_{args.target}_{args.augment}_s{args.seed}"
+
+
+def _mix_argument(text: str) -> tuple[str, float]:
+    path, _, weight = text.rpartition(":")
+    if not path:
+        path, weight = text, "1"
+    try:
+        return path, float(weight)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--mix {text!r}: expected PATH or PATH:WEIGHT with a number") from exc
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cranialkit.augment.geometric import preset
+    from cranialkit.preprocessing import stack_cases
+    from cranialkit.reconstruction import distributed
+    from cranialkit.reconstruction.data import load_splits, source_from_arrays, source_from_dataset
+    from cranialkit.reconstruction.network import ModelConfig
+    from cranialkit.reconstruction.trainer import TrainConfig, train
+
+    info = distributed.init_from_env()
+    try:
+        shape = (args.resolution,) * 3
+        splits = load_splits(args.data, args.n_subjects, args.resolution, args.data_seed, args.split_seed)
+        augment = preset(args.augment)
+        sources = [source_from_arrays("cases", stack_cases(splits["train"], shape), args.target, 1.0, augment)]
+        for i, (path, weight) in enumerate(args.mix):
+            sources.append(source_from_dataset(f"mix{i}:{Path(path).name}", path, shape, args.target, weight, augment))
+        val = stack_cases(splits["val"], shape) if len(splits["val"]) else None
+        run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(args)
+        config = TrainConfig(
+            steps=args.steps, batch_size=args.batch_size, lr=args.lr, val_every=args.val_every, seed=args.seed,
+            device=args.device, amp=not args.no_amp, compile=args.compile, num_workers=args.workers,
+        )
+        result = train(ModelConfig(args.size, args.target, shape), config, sources, val, run_dir)
+        if info.is_main:
+            last_val = result.history["val"][-1] if result.history["val"] else {}
+            print(json.dumps({"run_dir": str(run_dir), "step": result.step, "best": str(result.best_path),
+                              "last_val": last_val}))
+    finally:
+        distributed.shutdown()
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cranialkit.reconstruction.data import load_splits
+    from cranialkit.reconstruction.evaluation import evaluate_cases, format_table, summarize_by_class
+    from cranialkit.reconstruction.inference import Reconstructor
+
+    reconstructor = Reconstructor.from_checkpoint(args.checkpoint, device=args.device)
+    splits = load_splits(args.data, args.n_subjects, reconstructor.config.shape[0], args.data_seed, args.split_seed)
+    cases = [c for part in splits.values() for c in part] if args.split == "all" else list(splits[args.split])
+    if not cases:
+        print(f"evaluate: the {args.split!r} split of {args.data} has no cases")
+        return 1
+    rows = evaluate_cases(reconstructor, cases, args.out, progress=True)
+    print(format_table(rows))
+    print()
+    print(format_table(summarize_by_class(rows)))
+    return 0
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    from cranialkit.io import read_mask, write_volume
+    from cranialkit.reconstruction.inference import Reconstructor
+
+    reconstructor = Reconstructor.from_checkpoint(args.checkpoint, device=args.device)
+    defective = read_mask(args.defective)
+    implant = reconstructor.reconstruct(defective)
+    write_volume(implant, args.output)
+    print(f"{args.output}: implant of {int(implant.array.sum())} voxels on the grid of {args.defective}")
+    return 0
+
+
+def add_parsers(subparsers) -> None:
+    """Add ``train``, ``evaluate`` and ``reconstruct`` to the ``cranialkit`` command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", default="phantom", help='"phantom" or a dataset folder (SkullBreak/SkullFix layout)')
+    common.add_argument("--n-subjects", type=int, default=20, help="phantom subjects to generate (default 20)")
+    common.add_argument("--data-seed", type=int, default=0, help="seed of the phantom dataset")
+    common.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split by subject")
+    common.add_argument("--device", default="auto", help='"auto", "cpu", "cuda", "cuda:1", ...')
+
+    p = subparsers.add_parser("train", parents=[common], help="train the reconstruction U-Net (torchrun for DDP)")
+    p.add_argument("--resolution", type=int, default=64, help="grid side in voxels (64, 128, 256)")
+    p.add_argument("--size", default="tiny", choices=("tiny", "small", "paper"), help="network size")
+    p.add_argument("--target", default="implant", choices=("implant", "complete"), help="what the network predicts")
+    p.add_argument("--augment", default="mild", choices=("none", "mild", "extreme"), help="geometric preset")
+    p.add_argument("--mix", type=_mix_argument, action="append", default=[], metavar="PATH[:WEIGHT]",
+                   help="also train on a pre-generated dataset folder, sampled with WEIGHT (repeatable)")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch-size", type=int, default=2, help="global batch (all processes together)")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--val-every", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="CPU DataLoader workers (0: augment on the device)")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision even where supported")
+    p.add_argument("--compile", default="auto", choices=("auto", "on", "off"), help="torch.compile (auto: CUDA)")
+    p.add_argument("--run-dir", help="checkpoints and history (default: <data dir>/runs/<name>); resumes if present")
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser("evaluate", parents=[common], help="per-case and per-class DSC, bDSC, HD95 of a split")
+    p.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a training run")
+    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    p.add_argument("--out", help="folder for implants (NRRD), manifest and metrics.csv (resumable)")
+    p.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser("reconstruct", help="predict the implant of one defective skull (NRRD/NIfTI)")
+    p.add_argument("defective", help="defective skull file (binary NRRD or NIfTI)")
+    p.add_argument("-o", "--output", required=True, help="implant file to write (.nrrd or .nii.gz)")
+    p.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a training run")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_reconstruct)

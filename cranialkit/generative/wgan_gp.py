@@ -1,0 +1,83 @@
+"""Wasserstein GAN with gradient penalty (WGAN-GP, Gulrajani et al. 2017) for (defective skull, implant) pairs.
+
+Taught in notebook 05_wgan_gp.
+
+Generator ``G``: a :class:`~cranialkit.generative.blocks.ConvDecoder` from ``z ~ N(0, I)`` to probabilities
+``G(z) = sigmoid(logits)``. Critic ``C``: a :class:`~cranialkit.generative.blocks.ConvEncoder` with one output
+and no normalisation layers (the penalty is per sample, batch statistics would break it).
+
+Losses (means over the batch)::
+
+    L_C = E_z[C(G(z))] − E_x[C(x)] + λ · E_x̂[(‖∇_x̂ C(x̂)‖₂ − 1)²],   x̂ = ε·x + (1 − ε)·G(z),  ε ~ U(0, 1)
+    L_G = −E_z[C(G(z))]
+
+``E_x[C(x)] − E_z[C(G(z))]`` estimates the Wasserstein-1 distance between data and samples (logged as
+``wasserstein``); the penalty (λ = 10) keeps the critic 1-Lipschitz along lines between real and fake volumes.
+Each training step makes ``n_critic`` critic updates (each on the step's real batch and fresh fakes) and then one
+generator update; Adam with β = (0.5, 0.9) as in the paper. There is no encoder: :meth:`WGANGP.encode` returns
+None, so latent-space plots show the sampled points only.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cranialkit.generative.base import Generator, register
+from cranialkit.generative.blocks import ConvDecoder, ConvEncoder
+
+
+def gradient_penalty(critic: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """``E[(‖∇C(x̂)‖₂ − 1)²]`` at random points ``x̂`` on the lines between ``real`` and ``fake`` volumes."""
+    eps = torch.rand(len(real), *([1] * (real.ndim - 1)), device=real.device)
+    mixed = (eps * real + (1.0 - eps) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1.0).pow(2).mean()
+
+
+@register("wgan_gp")
+class WGANGP(Generator):
+    """WGAN-GP: decoder-shaped generator, encoder-shaped critic, gradient penalty λ, n_critic steps per G step."""
+
+    def __init__(self, resolution: int = 32, latent_dim: int = 32, base_channels: int = 8, max_channels: int = 128,
+                 n_critic: int = 5, gp_weight: float = 10.0):
+        super().__init__(dict(resolution=resolution, latent_dim=latent_dim, base_channels=base_channels,
+                              max_channels=max_channels, n_critic=n_critic, gp_weight=gp_weight))
+        if n_critic < 1:
+            raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        blocks = {"base_channels": base_channels, "max_channels": max_channels}
+        self.generator = ConvDecoder(resolution, latent_dim, **blocks)
+        self.critic = ConvEncoder(resolution, 1, **blocks)
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (int(self.config["latent_dim"]),)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.generator(z))
+
+    def optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
+        return {
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.5, 0.9)),
+            "critic": torch.optim.Adam(self.critic.parameters(), lr=lr, betas=(0.5, 0.9)),
+        }
+
+    def _noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, *self.latent_shape, device=self.device)
+
+    def training_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
+        n = len(batch)
+        for _ in range(int(self.config["n_critic"])):
+            with torch.no_grad():
+                fake = self.decode(self._noise(n))
+            d_real, d_fake = self.critic(batch).mean(), self.critic(fake).mean()
+            penalty = gradient_penalty(self.critic, batch, fake)
+            loss_c = d_fake - d_real + self.config["gp_weight"] * penalty
+            self.optim["critic"].zero_grad(set_to_none=True)
+            loss_c.backward()
+            self.optim["critic"].step()
+        loss_g = -self.critic(self.decode(self._noise(n))).mean()
+        self.optim["generator"].zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.optim["generator"].step()
+        return {"critic": float(loss_c.detach()), "generator": float(loss_g.detach()),
+                "wasserstein": float((d_real - d_fake).detach()), "gradient_penalty": float(penalty.detach())}

@@ -1,0 +1,201 @@
+"""Training data for the reconstruction network: sources mixed by weight, augmented on the fly, reproducible.
+
+Taught in notebook 10_unet_training.
+
+A :class:`TrainingSource` is a set of prepared cases on the training grid (defective skull + target, bool arrays
+``(N, D, H, W)``), a sampling weight and an optional augmentation (e.g. ``cranialkit.augment.geometric.preset``).
+Typical sources: the real or phantom training cases as they are, the same cases with geometric augmentation on the
+fly, and datasets generated beforehand by registration or generative models (written in the SkullBreak layout and
+loaded with :func:`source_from_dataset`).
+
+:class:`MixedBatches` makes the batch of training step ``s`` as a pure function of ``(seed, s)``: item ``b`` of
+the batch picks a source (by weight), a case and its augmentation parameters from a random generator seeded with
+``(seed, s, b)``. Hence a resumed run sees exactly the batches an uninterrupted run would have seen, the result
+does not depend on the number of DataLoader workers, and DDP ranks simply take every ``world``-th item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cranialkit.reconstruction.network import TARGETS
+
+
+@dataclass
+class TrainingSource:
+    """Prepared cases on the training grid: ``defective`` and ``target`` bool arrays ``(N, D, H, W)``."""
+
+    name: str
+    defective: np.ndarray
+    target: np.ndarray
+    weight: float = 1.0
+    augment: Callable | None = None
+    target_name: str = "implant"
+
+    def __post_init__(self) -> None:
+        self.defective = np.asarray(self.defective)
+        self.target = np.asarray(self.target)
+        if self.defective.ndim != 4 or self.defective.shape != self.target.shape:
+            raise ValueError(
+                f"source {self.name!r}: defective {self.defective.shape} and target {self.target.shape} must be "
+                "equal (N, D, H, W) arrays"
+            )
+        if len(self.defective) == 0:
+            raise ValueError(f"source {self.name!r}: no cases")
+        if self.defective.dtype != bool or self.target.dtype != bool:
+            raise ValueError(f"source {self.name!r}: defective and target must be bool masks")
+        if not (np.isfinite(self.weight) and self.weight >= 0):
+            raise ValueError(f"source {self.name!r}: weight must be finite and >= 0, got {self.weight}")
+        if self.target_name not in TARGETS:
+            raise ValueError(f"source {self.name!r}: target_name must be one of {TARGETS}, got {self.target_name!r}")
+
+    def __len__(self) -> int:
+        return len(self.defective)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.defective.shape[1:])  # type: ignore[return-value]
+
+
+def source_from_arrays(
+    name: str, arrays, target: str = "implant", weight: float = 1.0, augment: Callable | None = None
+) -> TrainingSource:
+    """A source from ``cranialkit.preprocessing.CaseArrays`` (fields ``defective``, ``implant``, ``complete``)."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
+    goal = arrays.implant if target == "implant" else arrays.complete
+    if goal is None:
+        raise ValueError(f"source {name!r}: the cases have no {target} masks to train on")
+    return TrainingSource(name, np.asarray(arrays.defective, bool), np.asarray(goal, bool), weight, augment, target)
+
+
+def source_from_dataset(
+    name: str,
+    root,
+    shape: Sequence[int] = (64, 64, 64),
+    target: str = "implant",
+    weight: float = 1.0,
+    augment: Callable | None = None,
+) -> TrainingSource:
+    """A source from a dataset folder (SkullBreak/SkullFix/phantom layout, e.g. a registration- or generator-made
+    augmented dataset), prepared at ``shape`` with ``cranialkit.preprocessing.stack_cases`` (cached on disk)."""
+    from cranialkit.data.datasets import load_dataset
+    from cranialkit.preprocessing import stack_cases
+
+    arrays = stack_cases(load_dataset(root), tuple(shape))
+    return source_from_arrays(name, arrays, target, weight, augment)
+
+
+def item_generator(seed: int, step: int, item: int) -> torch.Generator:
+    """The random generator of batch item ``item`` at training step ``step`` (independent streams per item)."""
+    state = np.random.SeedSequence([int(seed), int(step), int(item)]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+class MixedBatches:
+    """Deterministic training batches mixed from several sources by weight.
+
+    ``batch(step)`` returns ``(defective, target, names)``: float tensors ``(B, 1, D, H, W)`` in {0, 1} on
+    ``device`` and the source name of each item. With ``rank``/``world`` (DDP) only items ``rank, rank + world, …``
+    of the global batch are made. Augmentation runs on ``device`` (a GPU augments its own batch).
+    """
+
+    def __init__(self, sources: Sequence[TrainingSource], batch_size: int, seed: int = 0):
+        sources = [s for s in sources if s.weight > 0]
+        if not sources:
+            raise ValueError("no training source with a positive weight")
+        shapes = {s.name: s.shape for s in sources}
+        if len(set(shapes.values())) != 1:
+            raise ValueError(f"training sources have different grid shapes: {shapes}")
+        targets = {s.name: s.target_name for s in sources}
+        if len(set(targets.values())) != 1:
+            raise ValueError(f"training sources have different targets: {targets}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.sources = list(sources)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        weights = torch.tensor([s.weight for s in self.sources], dtype=torch.float64)
+        self.probabilities = weights / weights.sum()
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.sources[0].shape
+
+    @property
+    def target_name(self) -> str:
+        return self.sources[0].target_name
+
+    def item(self, step: int, index: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, str]:
+        """Item ``index`` of the batch of ``step``: defective and target ``(1, 1, D, H, W)`` and the source name."""
+        generator = item_generator(self.seed, step, index)
+        which = int(torch.multinomial(self.probabilities, 1, generator=generator))
+        source = self.sources[which]
+        case = int(torch.randint(len(source), (1,), generator=generator))
+        defective = torch.from_numpy(source.defective[case]).to(device).float()[None, None]
+        target = torch.from_numpy(source.target[case]).to(device).float()[None, None]
+        if source.augment is not None:
+            out = source.augment({"defective": defective, source.target_name: target}, generator)
+            defective, target = out["defective"], out[source.target_name]
+        return defective, target, source.name
+
+    def batch(
+        self, step: int, device: torch.device | str = "cpu", rank: int = 0, world: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """The (part for ``rank`` of the) batch of training step ``step``."""
+        if self.batch_size % world:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by the number of processes {world}")
+        items = [self.item(step, i, device) for i in range(rank, self.batch_size, world)]
+        defective = torch.cat([d for d, _, _ in items])
+        target = torch.cat([t for _, t, _ in items])
+        return defective, target, [n for _, _, n in items]
+
+
+class StepBatchDataset(torch.utils.data.Dataset):
+    """Batches of steps ``start … stop-1`` as a map-style dataset, so CPU ``DataLoader`` workers can prepare them.
+
+    Use with ``DataLoader(dataset, batch_size=None, num_workers=k)``; the batches are the same as
+    ``MixedBatches.batch(step)`` whatever ``k`` is.
+    """
+
+    def __init__(self, batches: MixedBatches, start: int, stop: int, rank: int = 0, world: int = 1):
+        self.batches, self.start, self.stop, self.rank, self.world = batches, int(start), int(stop), rank, world
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+        step = self.start + int(index)
+        defective, target, _ = self.batches.batch(step, "cpu", self.rank, self.world)
+        return step, defective, target
+
+
+def make_loader(
+    batches: MixedBatches, start: int, stop: int, num_workers: int = 0, rank: int = 0, world: int = 1
+) -> torch.utils.data.DataLoader:
+    """A ``DataLoader`` over the batches of steps ``start … stop-1`` (CPU augmentation in ``num_workers``)."""
+    dataset = StepBatchDataset(batches, start, stop, rank, world)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=None, shuffle=False, num_workers=num_workers, persistent_workers=False
+    )
+
+
+def load_splits(
+    data: str = "phantom", n_subjects: int = 20, resolution: int = 64, data_seed: int = 0, split_seed: int = 0
+) -> dict:
+    """The train/val/test split (by subject) of the phantom dataset (``data="phantom"``: ``n_subjects`` phantoms
+    at ``resolution``³, made once under the data dir) or of the dataset folder ``data`` (any supported layout)."""
+    from cranialkit.data.datasets import Dataset, load_dataset, phantom_dataset
+
+    if data == "phantom":
+        dataset = phantom_dataset(n_subjects=n_subjects, resolution=resolution, seed=data_seed)
+    else:
+        full = load_dataset(data)
+        dataset = Dataset(full.root, full.layout, [c for c in full.cases if c.has_ground_truth])
+        if not dataset.cases:
+            raise ValueError(f"{data}: no case with a ground-truth implant to train or evaluate on")
+    return dataset.split(seed=split_seed)

@@ -1,0 +1,80 @@
+"""The reconstruction network: a volumetric residual U-Net (MONAI's ``UNet`` with residual units).
+
+Taught in notebook 10_unet_training.
+
+Input: the defective skull, one channel ``(N, 1, D, H, W)`` in {0, 1}. Output: one channel of logits for the
+implant (default) or for the complete skull; ``sigmoid(logits) > 0.5`` is the predicted mask. Every level halves
+the grid (stride 2) and holds ``num_res_units`` residual units, so the grid side must be divisible by
+``2 ** (levels - 1)`` (8 for "tiny", 16 for "small" and "paper").
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from monai.networks.nets import UNet
+
+TARGETS = ("implant", "complete")
+
+# Channels per level and residual units per level. Parameter counts: tiny 0.15 M, small 4.8 M, paper 19.2 M
+# (the paper's networks have about 12–27 M parameters).
+MODEL_SIZES: dict[str, dict] = {
+    "tiny": {"channels": (8, 16, 32, 64), "num_res_units": 1},
+    "small": {"channels": (16, 32, 64, 128, 256), "num_res_units": 2},
+    "paper": {"channels": (32, 64, 128, 256, 512), "num_res_units": 2},
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What is needed to rebuild a trained network: size name, target ("implant" | "complete"), grid shape."""
+
+    size: str = "tiny"
+    target: str = "implant"
+    shape: tuple[int, int, int] = (64, 64, 64)
+
+    def __post_init__(self) -> None:
+        if self.size not in MODEL_SIZES:
+            raise ValueError(f"unknown model size {self.size!r}; choose one of {tuple(MODEL_SIZES)}")
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown target {self.target!r}; choose one of {TARGETS}")
+        shape = tuple(int(s) for s in self.shape)
+        if len(shape) != 3:
+            raise ValueError(f"shape must have 3 sides (D, H, W), got {self.shape}")
+        object.__setattr__(self, "shape", shape)
+        factor = 2 ** (len(MODEL_SIZES[self.size]["channels"]) - 1)
+        if any(s % factor for s in shape):
+            raise ValueError(f"grid shape {shape} must be divisible by {factor} for model size {self.size!r}")
+
+    def to_dict(self) -> dict:
+        """Plain values (lists, str) that a weights-only checkpoint can hold."""
+        out = asdict(self)
+        out["shape"] = list(self.shape)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        return cls(size=data["size"], target=data["target"], shape=tuple(data["shape"]))
+
+
+def build_network(size: str = "tiny") -> torch.nn.Module:
+    """A residual U-Net of the named size ("tiny", "small", "paper"): 1 input channel, 1 output channel (logits)."""
+    if size not in MODEL_SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose one of {tuple(MODEL_SIZES)}")
+    spec = MODEL_SIZES[size]
+    channels = spec["channels"]
+    return UNet(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=1,
+        channels=channels,
+        strides=(2,) * (len(channels) - 1),
+        num_res_units=spec["num_res_units"],
+        norm="instance",
+    )
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,261 @@
+"""Training loop for the reconstruction network: seeded, resumable, mixed precision and DDP where available.
+
+Taught in notebook 10_unet_training.
+
+One step = one batch from :class:`~cranialkit.reconstruction.data.MixedBatches` (a pure function of seed and step),
+soft Dice loss, Adam with cosine learning-rate decay. Every ``val_every`` steps the network is validated on held-out
+cases on the training grid (implant DSC, boundary DSC, HD95 in mm with ``cranialkit.metrics``); the best validation
+DSC is kept as ``best.pt`` and the latest state as ``last.pt`` in ``run_dir`` (written atomically). A run started
+again with the same ``run_dir`` resumes from ``last.pt`` (``torch.load(..., weights_only=True)``) and ends in
+exactly the state an uninterrupted run would have reached: model, optimizer, scheduler and scaler are restored and
+the batches depend only on the step.
+
+On CUDA the loop uses autocast (bf16, else fp16 with a ``GradScaler``) and ``torch.compile``; on CPU neither.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from cranialkit.config import device as pick_device
+from cranialkit.config import seed_everything, supports_autocast
+from cranialkit.jobs import atomic_torch_save, atomic_write_text
+from cranialkit.reconstruction import distributed
+from cranialkit.reconstruction.data import MixedBatches, TrainingSource, make_loader
+from cranialkit.reconstruction.inference import autocast_context, predict_implants
+from cranialkit.reconstruction.losses import soft_dice_loss
+from cranialkit.reconstruction.network import ModelConfig, build_network
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """How to train. Steps and batch size count *global* batches (all DDP processes together)."""
+
+    steps: int = 1000
+    batch_size: int = 2
+    lr: float = 2e-3
+    min_lr_fraction: float = 0.05  # cosine decay from lr to lr * min_lr_fraction over `steps`
+    weight_decay: float = 0.0
+    val_every: int = 100
+    checkpoint_every: int | None = None  # default: val_every
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # autocast where supported (CUDA); ignored on CPU
+    compile: str = "auto"  # "auto" = on CUDA only, "on", "off"
+    num_workers: int = 0  # > 0: CPU DataLoader workers make and augment batches; 0: the main process, on device
+    val_batch_size: int = 2
+    progress: bool = True
+    time_limit_s: float | None = None  # stop (and save) early when the wall time of this call exceeds it
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "val_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if self.compile not in ("auto", "on", "off"):
+            raise ValueError(f"TrainConfig.compile must be 'auto', 'on' or 'off', got {self.compile!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What a training call leaves: the network (last weights), its history and the checkpoint paths."""
+
+    model: torch.nn.Module
+    model_config: ModelConfig
+    history: dict
+    step: int
+    run_dir: Path | None
+    best_path: Path | None = None
+    last_path: Path | None = None
+    finished: bool = True
+    extras: dict = field(default_factory=dict)
+
+
+def _lr_factor(step: int, total: int, min_fraction: float) -> float:
+    """Cosine decay from 1 to ``min_fraction`` over ``total`` steps."""
+    progress = min(step, total) / max(total, 1)
+    return min_fraction + (1 - min_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def validate(
+    model: torch.nn.Module,
+    val,
+    device: torch.device,
+    amp: bool = True,
+    batch_size: int = 2,
+    target: str = "implant",
+) -> dict:
+    """Mean implant DSC, boundary DSC and HD95 (mm) over validation cases on the training grid.
+
+    ``val`` is a ``cranialkit.preprocessing.CaseArrays`` (``defective``, ``implant``, ``spacing_mm``). Predictions
+    are thresholded and made disjoint from the defective skull, without further post-processing.
+    """
+    from cranialkit.metrics import evaluate_implant
+
+    pred = predict_implants(model, val.defective, target, device, batch_size, amp)
+    rows = [
+        evaluate_implant(pred[i], np.asarray(val.implant[i], bool), np.asarray(val.defective[i], bool), val.spacing_mm[i])
+        for i in range(len(pred))
+    ]
+    return {key: float(np.mean([r[key] for r in rows])) for key in ("dsc", "bdsc", "hd95")}
+
+
+def _checkpoint(model, optimizer, scheduler, scaler, step, history, best, model_config, train_config) -> dict:
+    return {
+        "version": CHECKPOINT_VERSION,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "step": step,
+        "history": history,
+        "best_dsc": best,
+        "model_config": model_config.to_dict(),
+        "train_config": train_config.to_dict(),
+    }
+
+
+def load_training_state(path: str | Path) -> dict:
+    """A training checkpoint as saved by :func:`train`, loaded with ``weights_only=True``."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    missing = {"model", "optimizer", "scheduler", "step", "history", "model_config"} - set(state)
+    if missing:
+        raise ValueError(f"{path}: not a cranialkit training checkpoint (missing {sorted(missing)})")
+    return state
+
+
+def train(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    sources: list[TrainingSource],
+    val=None,
+    run_dir: str | Path | None = None,
+    resume: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train a residual U-Net on ``sources`` (mixed by weight), validating on ``val`` (``CaseArrays`` or None).
+
+    ``run_dir`` holds ``last.pt``, ``best.pt`` and ``history.json``; with ``resume`` an existing ``last.pt`` is
+    continued. ``stop_after`` ends this call after that many total steps (saving ``last.pt``), as an interruption
+    would; call again to resume. Returns a :class:`TrainResult`.
+    """
+    dist_info = distributed.current()
+    dev = distributed.device_for(dist_info, pick_device(train_config.device))
+    batches = MixedBatches(sources, train_config.batch_size, train_config.seed)
+    if batches.shape != model_config.shape:
+        raise ValueError(f"training cases are on grid {batches.shape}, the model expects {model_config.shape}")
+    if batches.target_name != model_config.target:
+        raise ValueError(f"training sources give {batches.target_name!r} targets, the model predicts {model_config.target!r}")
+    if val is not None and tuple(np.asarray(val.defective).shape[1:]) != model_config.shape:
+        raise ValueError(f"validation cases are on grid {np.asarray(val.defective).shape[1:]}, expected {model_config.shape}")
+
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest convolutions
+    seed_everything(train_config.seed)
+    model = build_network(model_config.size).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
+    total = train_config.steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _lr_factor(s, total, train_config.min_lr_fraction)
+    )
+    amp = bool(train_config.amp and supports_autocast(dev))
+    use_fp16 = amp and not (dev.type == "cuda" and torch.cuda.is_bf16_supported())
+    scaler = torch.amp.GradScaler(dev.type if dev.type == "cuda" else "cpu", enabled=use_fp16)
+
+    history: dict = {"train": [], "val": []}
+    best = -1.0
+    step = 0
+    run_path = Path(run_dir) if run_dir is not None else None
+    last_path = run_path / "last.pt" if run_path else None
+    best_path = run_path / "best.pt" if run_path else None
+    if resume and last_path is not None and last_path.exists():
+        state = load_training_state(last_path)
+        saved = ModelConfig.from_dict(state["model_config"])
+        if saved != model_config:
+            raise ValueError(f"{last_path}: checkpoint is for {saved}, not {model_config}; use another run_dir")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        step, history, best = int(state["step"]), state["history"], float(state["best_dsc"])
+
+    net = model
+    if dist_info.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if train_config.compile == "on" or (train_config.compile == "auto" and dev.type == "cuda"):
+        net = torch.compile(net)
+
+    checkpoint_every = train_config.checkpoint_every or train_config.val_every
+    end = min(total, stop_after) if stop_after is not None else total
+    if train_config.num_workers > 0:
+        batch_iter = (
+            (s, d.to(dev, non_blocking=True), t.to(dev, non_blocking=True))
+            for s, d, t in make_loader(batches, step, end, train_config.num_workers, dist_info.rank, dist_info.world)
+        )
+    else:
+        batch_iter = ((s, *batches.batch(s, dev, dist_info.rank, dist_info.world)[:2]) for s in range(step, end))
+
+    started = time.perf_counter()
+    elapsed_before = history["train"][-1]["seconds"] if history["train"] else 0.0
+    bar = tqdm(total=total, initial=step, desc="training", disable=not (train_config.progress and dist_info.is_main))
+    model.train()
+    finished = True
+    for s, defective, target in batch_iter:
+        with autocast_context(dev, amp):
+            logits = net(defective)
+        loss = soft_dice_loss(logits, target)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        step = s + 1
+        seconds = elapsed_before + time.perf_counter() - started
+        history["train"].append({"step": step, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
+                                 "seconds": seconds})
+        bar.update(1)
+        out_of_time = train_config.time_limit_s is not None and time.perf_counter() - started > train_config.time_limit_s
+        last_step = step == end or out_of_time
+        if val is not None and (step % train_config.val_every == 0 or step == total):
+            if dist_info.is_main:
+                metrics = validate(model, val, dev, amp, train_config.val_batch_size, model_config.target)
+                history["val"].append({"step": step, **metrics})
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val_dsc=f"{metrics['dsc']:.3f}")
+                if metrics["dsc"] > best:
+                    best = metrics["dsc"]
+                    if best_path is not None:
+                        atomic_torch_save(_checkpoint(model, optimizer, scheduler, scaler, step, history, best,
+                                                      model_config, train_config), best_path)
+            distributed.barrier()
+        if run_path is not None and (step % checkpoint_every == 0 or last_step) and dist_info.is_main:
+            atomic_torch_save(_checkpoint(model, optimizer, scheduler, scaler, step, history, best, model_config,
+                                          train_config), last_path)
+            atomic_write_text(run_path / "history.json", json.dumps(history))
+        if out_of_time and step < total:
+            finished = False
+            break
+    bar.close()
+    distributed.barrier()
+    finished = finished and step >= total
+    if best_path is not None and val is None and dist_info.is_main and last_path.exists():
+        # Without validation the best checkpoint is the last one.
+        atomic_torch_save(load_training_state(last_path), best_path)
+    return TrainResult(model, model_config, history, step, run_path, best_path, last_path, finished)

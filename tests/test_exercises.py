@@ -1,0 +1,59 @@
+"""Every exercise checker accepts its solution (from solutions/) and rejects wrong answers with feedback."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT
+
+from cranialkit.data import phantom
+from cranialkit.exercises import EXERCISES, check
+
+sys.path.insert(0, str(REPO_ROOT))  # the solutions/ folder is not part of the installed package
+
+
+@pytest.fixture(scope="module")
+def phantom_case():
+    skull = phantom.make_skull(0, shape=(48, 48, 48))
+    defective, implant = phantom.make_defect(skull, "parietotemporal", seed=0)
+    return defective, implant
+
+
+def _wrong_dice(a, b):
+    return np.count_nonzero(a & b) / max(np.count_nonzero(a | b), 1)  # IoU, not Dice
+
+
+def contexts(phantom_case) -> dict[str, tuple[dict, list]]:
+    """Per exercise: the context the notebook passes, and wrong answers the checker must reject."""
+    defective, implant = phantom_case
+    n_voxels = int(implant.array.sum())
+    return {
+        "01_implant_volume": ({"implant": implant}, [n_voxels, n_voxels * float(np.prod(implant.spacing)), 1.0]),
+        "01_dice": ({}, [_wrong_dice, lambda a, b: 2 * (a & b).sum() / (a.sum() + b.sum()), 0.5]),
+        "01_isotropic_shape": ({"volume": defective}, [defective.shape, (1, 2, 3), "abc"]),
+    }
+
+
+def test_every_exercise_has_a_test_context(phantom_case):
+    assert set(EXERCISES) == set(contexts(phantom_case)), "add the new exercise to contexts() in this test"
+
+
+@pytest.mark.parametrize("exercise_id", sorted(EXERCISES))
+def test_checker_accepts_solution_and_rejects_wrong_answers(exercise_id, phantom_case, capsys):
+    context, wrong_answers = contexts(phantom_case)[exercise_id]
+    module = importlib.import_module(f"solutions.nb{exercise_id[:2]}")
+    solution = getattr(module, f"solve_{exercise_id}")(**context)
+    assert check(exercise_id, solution, **context).ok
+    assert "✅" in capsys.readouterr().out
+    for wrong in wrong_answers:
+        feedback = check(exercise_id, wrong, **context)
+        assert not feedback.ok, f"{exercise_id} accepted the wrong answer {wrong!r}"
+        assert len(feedback.message) > 20, "feedback must say what to look at"
+
+
+def test_unknown_exercise_lists_known_ones():
+    with pytest.raises(KeyError, match="01_implant_volume"):
+        check("99_nothing", 1)
