@@ -73,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.quick:
         args.steps, args.val_every, args.resolution, args.n_subjects = 4, 2, 32, 4
-    results = [run(args, a, t) for t in args.targets.split(",") for a in args.augment.split(",")]
+    results = []
+    for target in args.targets.split(","):
+        for augment in args.augment.split(","):
+            results.append(run(args, augment, target))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)  # partial results survive a time-out
     dev = pick_device(args.device)
     print(json.dumps({
         "benchmark": "reconstruction_quality",

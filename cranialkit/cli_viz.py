@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def _export_implant(args: argparse.Namespace) -> int:
-    from cranialkit.export import export_implant
+    from cranialkit.export import export_implant, make_readable
     from cranialkit.jobs import atomic_write_text
 
     try:
@@ -42,6 +42,7 @@ def _export_implant(args: argparse.Namespace) -> int:
     )
     if args.json:
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+        make_readable(args.json)
         print(f"report: {args.json}")
     return 0 if report["watertight"] else 1
 
@@ -49,6 +50,7 @@ def _export_implant(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     import imageio.v3 as iio
 
+    from cranialkit.export import make_readable
     from cranialkit.io import read_mask
     from cranialkit.jobs import atomic_path
     from cranialkit.viz.render3d import render_error_map, render_reconstruction
@@ -83,6 +85,7 @@ def _render(args: argparse.Namespace) -> int:
         return 2
     with atomic_path(output) as tmp:
         iio.imwrite(tmp, image, extension=output.suffix.lower())
+        make_readable(tmp)
     print(f"wrote {output} ({image.shape[1]}×{image.shape[0]} pixels)")
     return 0
 
@@ -100,12 +103,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--smooth",
         type=int,
-        default=30,
+        default=20,
         metavar="N",
-        help="windowed-sinc smoothing iterations (0 = raw marching cubes; default 30)",
+        help="windowed-sinc smoothing iterations (0 = raw marching cubes; default 20)",
     )
     export.add_argument(
-        "--pass-band", type=float, default=0.03, help="smoothing pass band, 0-2: lower is smoother (default 0.03)"
+        "--pass-band", type=float, default=0.1, help="smoothing pass band, 0-2: lower is smoother (default 0.1)"
     )
     export.add_argument("--json", help="also write the report as JSON to this file")
     export.set_defaults(func=_export_implant)

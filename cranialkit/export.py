@@ -20,6 +20,7 @@ import numpy as np
 import pyvista as pv
 import vtk
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from cranialkit.io import as_mask, read_mask
 from cranialkit.jobs import atomic_path
@@ -63,14 +64,23 @@ def crop_to_mask(volume: Volume, margin: int = 1) -> Volume:
     return Volume(array, volume.spacing.copy(), origin, volume.direction.copy())
 
 
+def has_collapsed_vertices(mesh: pv.PolyData, tolerance_mm: float = 1e-3) -> bool:
+    """True when two distinct vertices lie within ``tolerance_mm``: a thin sliver squeezed flat by smoothing.
+
+    Such a surface touches itself; written in single precision the two vertices merge and the mesh is no longer
+    a closed manifold.
+    """
+    return bool(cKDTree(np.asarray(mesh.points)).query_pairs(tolerance_mm))
+
+
 def implant_mesh(
     implant_mask: np.ndarray | Volume,
     spacing: np.ndarray | None = None,
     origin: np.ndarray | None = None,
     direction: np.ndarray | None = None,
     smooth: bool = True,
-    smooth_iterations: int = 30,
-    pass_band: float = 0.03,
+    smooth_iterations: int = 20,
+    pass_band: float = 0.1,
     clean: bool = True,
     refine: int | str = "auto",
     volume_tolerance: float = 0.02,
@@ -79,10 +89,13 @@ def implant_mesh(
 
     ``implant_mask``: a bool array with ``spacing`` (mm per voxel, required for arrays), ``origin`` (mm) and
     ``direction`` (3×3, columns = axis directions), or a :class:`Volume` carrying them. ``smooth``: windowed-sinc
-    smoothing with ``smooth_iterations`` steps and ``pass_band`` (lower = smoother). ``clean``: fill cavities and
-    drop specks first (:func:`clean_implant_mask`). ``refine``: sub-voxels per voxel edge before marching cubes;
-    ``"auto"`` tries 1, 2, 3, 4 until the mesh volume is within ``volume_tolerance`` (relative) of the voxel
-    volume — needed for thin implants on coarse grids (64³ phantoms), a no-op for 0.5 mm scans.
+    smoothing with ``smooth_iterations`` steps and ``pass_band`` (lower = smoother; stronger settings than the
+    defaults squeeze 1-voxel slivers flat). ``clean``: fill cavities and drop lone voxels first
+    (:func:`clean_implant_mask`). ``refine``: sub-voxels per voxel edge before marching cubes; ``"auto"`` tries
+    1, 2, 3, 4 until the mesh volume is within ``volume_tolerance`` (relative) of the voxel volume — needed for
+    thin implants on coarse grids (64³ phantoms), a no-op for 0.5 mm scans. Should smoothing still squeeze a
+    sliver flat (:func:`has_collapsed_vertices`), it is retried with half the iterations, then without.
+    The settings used are in ``mesh.field_data`` (``smooth_iterations``, ``refine``).
     Raises ``ValueError`` for an empty or non-binary mask, or when the surface is not watertight.
     """
     if isinstance(implant_mask, Volume):
@@ -103,22 +116,31 @@ def implant_mesh(
     else:
         raise ValueError(f"refine must be 'auto' or a positive integer, got {refine!r}")
     voxel_volume = volume.array.sum() * np.prod(volume.spacing)
-    for factor in factors:
-        mesh = mask_to_mesh(
-            volume,
-            smooth_iterations=smooth_iterations if smooth else 0,
-            pass_band=pass_band,
-            upsample=factor,
-            name="implant_mask",
-        )
-        if abs(signed_volume(mesh) / voxel_volume - 1.0) <= volume_tolerance:
+    schedule = [smooth_iterations, smooth_iterations // 2, 0] if smooth and smooth_iterations > 0 else [0]
+    for iterations in schedule:
+        for factor in factors:
+            mesh = mask_to_mesh(
+                volume, smooth_iterations=iterations, pass_band=pass_band, upsample=factor, name="implant_mask"
+            )
+            if abs(signed_volume(mesh) / voxel_volume - 1.0) <= volume_tolerance:
+                break
+        if iterations == 0 or not has_collapsed_vertices(mesh):
             break
+    mesh.field_data["smooth_iterations"] = [iterations]
+    mesh.field_data["refine"] = [factor]
     if not is_watertight(mesh):
         raise ValueError(
             "implant_mask: the surface is not watertight (open or non-manifold edges); "
             "post-process the implant (closing, largest component) and try again"
         )
     return mesh
+
+
+def make_readable(path: str | os.PathLike) -> None:
+    """Give a file the permissions the umask allows (atomic writes start from a private 0600 temporary file)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _write_mesh(mesh: pv.PolyData, path: Path) -> None:
@@ -138,9 +160,7 @@ def _write_mesh(mesh: pv.PolyData, path: Path) -> None:
             os.replace(named, tmp)
         finally:
             named.unlink(missing_ok=True)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        make_readable(tmp)
 
 
 def mesh_report(mesh: pv.PolyData, implant: Volume) -> dict:
@@ -164,15 +184,16 @@ def export_implant(
     implant: Volume | str | os.PathLike,
     path: str | os.PathLike,
     smooth: bool = True,
-    smooth_iterations: int = 30,
-    pass_band: float = 0.03,
+    smooth_iterations: int = 20,
+    pass_band: float = 0.1,
 ) -> dict:
     """Mesh an implant and write it as ``.stl`` or ``.ply`` (mm, LPS world coordinates), atomically.
 
     ``implant``: a binary :class:`Volume` or the path of a mask file (NRRD/NIfTI). Returns a report:
     ``volume_ml`` (mesh), ``voxel_volume_ml`` (voxel count × voxel volume), ``volume_difference`` (relative),
     ``bounding_box_mm`` (``min``/``max``/``size`` along LPS x, y, z), ``watertight``, ``n_faces``, ``n_points``
-    ``cleaned_voxels`` (cavity voxels filled + lone voxels dropped, see :func:`clean_implant_mask`) and ``path``;
+    ``cleaned_voxels`` (cavity voxels filled + lone voxels dropped, see :func:`clean_implant_mask`),
+    ``smooth_iterations`` and ``refine`` (the settings :func:`implant_mesh` ended with) and ``path``;
     the mesh figures are those of the file as written (read back).
     """
     path = Path(path)
@@ -186,5 +207,7 @@ def export_implant(
     written = pv.read(path)  # check what a slicer will get: single-precision vertices, merged by the reader
     report = mesh_report(written, volume)
     report["cleaned_voxels"] = int(np.count_nonzero(cleaned.array != cropped.array))
+    report["smooth_iterations"] = int(mesh.field_data["smooth_iterations"][0])
+    report["refine"] = int(mesh.field_data["refine"][0])
     report["path"] = str(path)
     return report

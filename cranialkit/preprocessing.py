@@ -31,6 +31,7 @@ from scipy import ndimage
 from skimage.morphology import ball
 
 from cranialkit.config import data_dir
+from cranialkit.io import read_mask
 from cranialkit.jobs import atomic_path
 from cranialkit.volume import Volume
 
@@ -266,7 +267,8 @@ def make_grid_transform(
     if margin_mm < 0:
         raise ValueError(f"margin_mm must be ≥ 0, got {margin_mm}")
     lo, hi = bounding_box(ref)
-    extent_mm = (hi - lo + 1) * volume.spacing + 2 * margin_mm
+    # One extra original voxel: `start` is rounded to a whole voxel, which shifts the box by up to half a voxel.
+    extent_mm = (hi - lo + 2) * volume.spacing + 2 * margin_mm
     if spacing_mm is None:
         if shape is None:
             raise ValueError("to_grid: give a target shape, a spacing_mm, or both")
@@ -285,7 +287,8 @@ def make_grid_transform(
     centre = (lo + hi) / 2.0
     start = np.floor(centre - (np.asarray(shape) - 1) / 2.0 * step + 0.5).astype(np.int64)
     last = start + (np.asarray(shape) - 1) * step
-    if np.any(lo < start - 0.5) or np.any(hi > last + 0.5):
+    # Grid voxel t covers original indices start + t·step ± step/2; original voxel x covers x ± 1/2.
+    if np.any(lo - 0.5 < start - step / 2 - 1e-6) or np.any(hi + 0.5 > last + step / 2 + 1e-6):
         warnings.warn(
             f"to_grid: the {np.round((hi - lo + 1) * volume.spacing, 1).tolist()} mm skull does not fit in "
             f"{shape} voxels of {np.round(grid_spacing, 3).tolist()} mm; it is cut off",
@@ -347,18 +350,26 @@ def preprocess_case(
 ) -> PreparedCase:
     """Read a :class:`~cranialkit.data.datasets.Case` and put defective skull, implant and complete skull on one grid.
 
-    The transform comes from the defective skull alone (that is all a new patient has). Missing parts are derived
-    where possible (complete = defective OR implant); a case without ground truth gets ``implant = complete = None``.
+    The transform comes from the defective skull alone (that is all a new patient has). Each file is read once:
+    with an implant file the complete skull is taken as defective OR implant (the datasets define the implant as
+    complete AND NOT defective), without one the implant is derived from the complete skull; a case without ground
+    truth gets ``implant = complete = None``.
     """
-    defective = case.defective
-    implant = case.implant
-    complete = case.complete
-    for name, other, path in (("implant", implant, case.implant_path), ("complete", complete, case.complete_path)):
-        if other is not None and not other.same_grid(defective, atol=1e-3):
-            raise ValueError(f"{case.defective_path} and {path}: the {name} is on another grid ({other!r} vs "
-                             f"{defective!r})")
-    if complete is None and implant is not None:
+    defective = read_mask(case.defective_path)
+    implant = complete = None
+    if case.implant_path is not None:
+        implant = read_mask(case.implant_path)
+        other_path = case.implant_path
+    elif case.complete_path is not None:
+        complete = read_mask(case.complete_path)
+        other_path = case.complete_path
+    other = implant if implant is not None else complete
+    if other is not None and not other.same_grid(defective, atol=1e-3):
+        raise ValueError(f"{case.defective_path} and {other_path}: not on one grid ({defective!r} vs {other!r})")
+    if implant is not None:
         complete = defective.with_array(defective.array | implant.array)
+    elif complete is not None:
+        implant = complete.with_array(complete.array & ~defective.array)
     transform = make_grid_transform(defective, shape, None, margin_mm, spacing_mm)
     small = {name: None if vol is None else transform.apply(vol, order=0).array
              for name, vol in (("defective", defective), ("implant", implant), ("complete", complete))}

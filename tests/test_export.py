@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 import pyvista as pv
 from scipy import ndimage
 
+from cranialkit import export
 from cranialkit.cli import main
 from cranialkit.data.phantom import PHANTOM_CLASSES, make_defect, make_skull
-from cranialkit.export import clean_implant_mask, crop_to_mask, export_implant, implant_mesh
+from cranialkit.export import clean_implant_mask, crop_to_mask, export_implant, has_collapsed_vertices, implant_mesh
 from cranialkit.io import VolumeFileError, read_mask, write_volume
 from cranialkit.viz.render3d import is_watertight, signed_volume
 from cranialkit.volume import Volume
@@ -82,6 +84,36 @@ def test_cavities_and_specks_do_not_break_watertightness(tmp_path):
     assert report["cleaned_voxels"] == 2
 
 
+def test_collapsed_vertices_are_detected():
+    mesh = pv.PolyData.from_regular_faces(
+        np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 1e-5]], float), np.array([[0, 1, 2], [0, 1, 3]])
+    )
+    assert has_collapsed_vertices(mesh)
+    assert not has_collapsed_vertices(pv.PolyData(np.asarray(mesh.points)[:3]))
+
+
+def test_smoothing_backs_off_when_it_squeezes_a_sliver(monkeypatch):
+    calls = []
+
+    def first_two_collapse(mesh, tolerance_mm=1e-3):
+        calls.append(mesh.n_points)
+        return len(calls) <= 2
+
+    monkeypatch.setattr(export, "has_collapsed_vertices", first_two_collapse)
+    plate = np.zeros((20, 20, 20), bool)
+    plate[4:16, 4:16, 8:12] = True
+    mesh = implant_mesh(plate, spacing=(1.0, 1.0, 1.0), smooth_iterations=20)
+    assert len(calls) == 2  # 20 iterations, then 10, then none: the raw surface is not checked
+    assert mesh.field_data["smooth_iterations"][0] == 0 and is_watertight(mesh)
+
+
+@pytest.mark.slow
+def test_strong_smoothing_on_a_128_phantom_still_writes_a_closed_mesh(tmp_path):
+    _, implant = make_defect(make_skull(0, shape=(128, 128, 128)), "frontoorbital", seed=0)
+    report = export_implant(implant, tmp_path / "implant.stl", smooth_iterations=30, pass_band=0.03)
+    assert report["watertight"] and abs(report["volume_difference"]) < 0.05
+
+
 def test_crop_keeps_world_positions():
     mask = np.zeros((20, 20, 20), bool)
     mask[5:8, 10:12, 3:9] = True
@@ -147,6 +179,10 @@ def test_cli_export_implant_reports_volume_and_box(tmp_path, phantom_skull, caps
     report = json.loads((tmp_path / "report.json").read_text())
     assert f"volume {report['volume_ml']:.2f} ml" in out and "bounding box" in out and "watertight" in out
     assert report["watertight"] and abs(report["volume_difference"]) < 0.05
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in ("implant.stl", "report.json"):  # not left private (0600) by the atomic temporary file
+        assert (tmp_path / written).stat().st_mode & 0o777 == 0o666 & ~umask
 
     code = main(
         [
@@ -197,7 +233,8 @@ def test_real_skullfix_implant_exports_in_world_mm(shared_data, tmp_path):
     # every vertex is within about one voxel of the implant's voxels
     mesh = pv.read(tmp_path / "implant_000.stl")
     points = np.asarray(mesh.points)[::50]
-    index = ((points - implant.origin) @ implant.direction) / implant.spacing
-    distance = ndimage.distance_transform_edt(~implant.array, sampling=implant.spacing)
+    near_implant = crop_to_mask(implant, margin=4)  # the distance map of the whole 512² scan would be slow
+    index = ((points - near_implant.origin) @ near_implant.direction) / near_implant.spacing
+    distance = ndimage.distance_transform_edt(~near_implant.array, sampling=near_implant.spacing)
     near = ndimage.map_coordinates(distance, index.T, order=1)
     assert np.percentile(near, 99) < 1.0

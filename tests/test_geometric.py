@@ -107,7 +107,8 @@ def test_binary_noise_erodes_or_dilates_and_keeps_pair_disjoint():
     defective, implant, _ = shell_pair()
     changes = set()
     for seed in range(8):
-        out = RandomBinaryNoise(1.0, max_radius=1, coverage=1.0)({"defective": defective, "implant": implant}, gen(seed))
+        noise = RandomBinaryNoise(1.0, max_radius=1, coverage=1.0)
+        out = noise({"defective": defective, "implant": implant}, gen(seed))
         assert not (out["defective"] & out["implant"]).any()
         changes.add(np.sign(int(out["defective"].sum()) - int(defective.sum())))
     assert changes == {-1, 1}  # both erosion and dilation happen

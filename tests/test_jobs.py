@@ -17,6 +17,7 @@ def test_atomic_path_keeps_old_file_when_writing_fails(tmp_path):
             raise RuntimeError("crash while writing")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["result.txt"], "temporary file left behind"
+    assert target.stat().st_mode & 0o044, "results must be readable by others, not 0600 like mkstemp's files"
 
 
 def test_atomic_torch_save_loads_with_weights_only(tmp_path):

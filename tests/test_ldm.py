@@ -14,12 +14,16 @@ from cranialkit.generative.postprocess import write_generated_dataset
 from cranialkit.generative.sampling import valid_fraction
 
 TINY_AE = dict(levels=2, channels=[8, 16])
-TINY = dict(resolution=16, denoiser_channels=[16, 16], norm_num_groups=8, num_train_timesteps=100)
+TINY = dict(resolution=16, denoiser_channels=[16, 16], norm_num_groups=8)
 
 
 @pytest.fixture(autouse=True)
 def _few_threads():
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest, and never oversubscribes a loaded machine
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +55,7 @@ def test_kl_autoencoder_shapes_and_losses(volumes):
     assert probs.shape == (2, 2, 16, 16, 16) and 0 <= probs.min() and probs.max() <= 1
     history = model.fit(volumes, steps=30, batch_size=3, lr=3e-3, device="cpu", progress=False)
     assert set(history) == {"loss", "bce", "dice", "kl"} and all(k >= 0 for k in history["kl"])
-    assert np.mean(history["loss"][-5:]) < 0.8 * np.mean(history["loss"][:5])
+    assert np.mean(history["loss"][-5:]) < 0.9 * np.mean(history["loss"][:5])
     with pytest.raises(ValueError, match="kl_weight"):
         KLAutoencoder(resolution=16, kl_weight=-1.0, **TINY_AE)
 
@@ -69,14 +73,16 @@ def test_schedulers():
     model = LDMVAE(autoencoder=TINY_AE, **TINY)
     ddim = model.make_scheduler("ddim")
     ddim.set_timesteps(10)
-    assert int(ddim.timesteps[0]) == 99 and len(ddim.timesteps) == 10  # "trailing": starts at pure noise
+    assert int(ddim.timesteps[0]) == 999 and len(ddim.timesteps) == 10  # "trailing": starts at pure noise
     ddpm = model.make_scheduler("ddpm")
-    ddpm.set_timesteps(100)
-    assert len(ddpm.timesteps) == 100
+    ddpm.set_timesteps(1000)
+    assert len(ddpm.timesteps) == 1000
     alphas = ddpm.alphas_cumprod.numpy()
-    assert np.all(np.diff(alphas) < 0) and alphas[0] > 0.99 and alphas[-1] < 0.2
+    assert np.all(np.diff(alphas) < 0) and alphas[0] > 0.99 and alphas[-1] < 1e-3
     with pytest.raises(ValueError, match="unknown scheduler"):
         model.make_scheduler("euler")
+    with pytest.raises(ValueError, match="pure noise"):  # 100 steps of these small betas keep 40 % of the signal
+        LDMVAE(autoencoder=TINY_AE, **dict(TINY, num_train_timesteps=100))
 
 
 def test_untrained_model_refuses_to_sample():
@@ -111,13 +117,13 @@ def test_sampling_shapes_determinism_and_validation(trained_vq):
 
 
 def test_forward_noising_destroys_the_latent_step_by_step(trained_vq, volumes):
-    zt = trained_vq.noised_latents(volumes[0], [0, 10, 50, 99], seed=0)
+    zt = trained_vq.noised_latents(volumes[0], [0, 100, 500, 999], seed=0)
     z0 = trained_vq.encode(torch.from_numpy(volumes[:1]))[0]
     assert zt.shape == (4, *trained_vq.latent_shape)
     corr = [float(np.corrcoef(z.ravel(), z0.ravel())[0, 1]) for z in zt]
     assert corr[0] > 0.99 and corr[0] > corr[1] > corr[2] > corr[3]
     with pytest.raises(ValueError, match="timesteps"):
-        trained_vq.noised_latents(volumes[0], [100])
+        trained_vq.noised_latents(volumes[0], [1000])
 
 
 def test_denoiser_resume_matches_an_uninterrupted_run(volumes, tmp_path):

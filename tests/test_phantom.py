@@ -79,11 +79,11 @@ def test_orientation_face_front_vault_top(skull96):
     bone = skull96.array
     k_present = np.flatnonzero(bone.any(axis=(0, 1)))
     assert k_present[-1] > 0.7 * bone.shape[2]  # the vault top is at high axis-2 index
-    # The base cut slopes down towards the back: the lowest bone at the back is lower than at the front.
+    # The cranial floor slopes down towards the back (mid-sagittal columns at 35 % and 50 % of the length).
     j_present = np.flatnonzero(bone.any(axis=(0, 2)))
-    front = bone[:, j_present[0]: j_present[0] + 10].any(axis=(0, 1))
-    back = bone[:, j_present[-1] - 10: j_present[-1] + 1].any(axis=(0, 1))
-    assert np.flatnonzero(back)[0] < np.flatnonzero(front)[0]
+    middle = bone.shape[0] // 2
+    lowest = [np.flatnonzero(bone[middle, j_present[0] + int(f * np.ptp(j_present))])[0] for f in (0.35, 0.5)]
+    assert lowest[0] > lowest[1]
     # The forehead is narrower than the occiput (axial projection).
     axial = bone.any(axis=2)
     length = j_present[-1] - j_present[0]
@@ -100,7 +100,7 @@ def test_orbits_and_foramen_magnum_are_holes():
         return tuple(np.rint((np.asarray(point_mm) - skull.origin) / skull.spacing).astype(int))
 
     cx, cy, cz = p.centre_mm
-    orbit_z = cz - p.base_drop_mm + 0.8 * p.orbit_radii_mm[1]
+    orbit_z = cz - p.base_drop_mm + p.orbit_height_mm
     for side in (-1, 1):  # a ray from the front through each orbit centre meets no bone in the first 25 mm
         i, _, k = index((cx + side * p.orbit_spacing_mm / 2, 0.0, orbit_z))
         ray = bone[i, :, k]
@@ -250,3 +250,18 @@ def test_default_dataset_loads_through_the_dataset_api(tmp_path):
     assert case.defective.same_grid(case.complete)
     np.testing.assert_allclose(case.defective.spacing, 240.0 / 64)
     assert np.array_equal(case.defective.array | case.implant.array, case.complete.array)
+
+
+def test_coarse_fields_upsample_onto_the_fine_grid_exactly():
+    """A plane evaluated on the coarse grid and upsampled cuts the fine grid exactly where the plane is."""
+    fine = phantom.centred_geometry((90, 70, 50), 240.0)  # 2.67 mm: factor 1 on every axis
+    fine = Volume(fine.array, spacing=(0.5, 0.7, 1.0), origin=(-20.0, 5.0, 3.0))  # factors 4, 2, 2
+    factors = phantom._coarse_factors(fine.spacing)
+    assert factors.tolist() == [4, 2, 2]
+    x, y, z = phantom._coarse_world(fine, np.zeros(3, int), np.asarray(fine.shape), factors)
+    mask = phantom._upsample_positive(x + 0.3 * y - 0.2 * z - 1.234, factors, fine.shape)
+    i, j, k = np.indices(fine.shape)
+    wx, wy, wz = (fine.origin[a] + fine.spacing[a] * idx for a, idx in enumerate((i, j, k)))
+    expected = wx + 0.3 * wy - 0.2 * wz - 1.234 > 0
+    inner = (slice(4, -4), slice(2, -2), slice(2, -2))  # borders are clamped by the interpolation
+    assert np.array_equal(mask[inner], expected[inner])

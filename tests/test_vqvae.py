@@ -35,8 +35,12 @@ def tiny_vqvae(**kwargs) -> VQVAEGenerator:
 
 
 @pytest.fixture(autouse=True)
-def _few_threads():
-    torch.set_num_threads(1)
+def _few_threads_and_seed():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest, and never oversubscribes a loaded machine
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_codebook_usage_counts_perplexity_and_dead_codes():
@@ -74,7 +78,8 @@ def test_registered_shapes_encode_decode():
     codebook = model.net.quantizer.quantizer.embedding.weight
     # every latent vector of the encoding is a codebook entry
     flat = z.permute(0, 2, 3, 4, 1).reshape(-1, 3)
-    assert torch.cdist(flat, codebook).min(dim=1).values.max() < 1e-5
+    distances = torch.cdist(flat, codebook, compute_mode="donot_use_mm_for_euclid_dist")
+    assert distances.min(dim=1).values.max() < 1e-5
     probs = model.decode(z)
     assert probs.shape == (2, 2, 16, 16, 16) and 0 <= probs.min() and probs.max() <= 1
 
@@ -83,6 +88,7 @@ def test_training_lowers_the_loss_and_reports_codebook_use():
     x = shell_pairs(8)
     model = tiny_vqvae()
     history = model.fit(x, steps=40, batch_size=4, lr=3e-3, device="cpu", progress=False)
+    assert (model.net.quantizer.quantizer.ema_cluster_size > 0).all()
     assert set(history) >= {"loss", "bce", "dice", "commitment", "perplexity"}
     assert len(history["loss"]) == 40
     assert np.mean(history["loss"][-5:]) < 0.8 * np.mean(history["loss"][:5])
@@ -90,6 +96,23 @@ def test_training_lowers_the_loss_and_reports_codebook_use():
     assert usage["counts"].sum() == 8 * 4**3
     assert 1.0 <= usage["perplexity"] <= usage["used"] <= 16
     assert usage["used"] + usage["dead"] == 16
+
+
+def test_dead_codes_are_restarted_on_encoder_vectors():
+    model = tiny_vqvae(dead_code_threshold=0.5)
+    quantizer = model.net.quantizer.quantizer
+    quantizer.ema_cluster_size.fill_(0.0)
+    quantizer.ema_cluster_size[0] = 10.0  # only code 0 is alive
+    alive = quantizer.embedding.weight[0].clone()
+    encodings = torch.randn(2, 3, 4, 4, 4)
+    assert model.restart_dead_codes(encodings) == 15
+    flat = encodings.permute(0, 2, 3, 4, 1).reshape(-1, 3)
+    moved = quantizer.embedding.weight[1:]
+    distances = torch.cdist(moved, flat, compute_mode="donot_use_mm_for_euclid_dist")
+    assert distances.min(dim=1).values.max() < 1e-6  # every dead code now sits on an encoder vector
+    torch.testing.assert_close(quantizer.embedding.weight[0], alive)
+    torch.testing.assert_close(quantizer.ema_w[1:], moved)
+    assert model.restart_dead_codes(encodings) == 0
 
 
 def test_code_prior_reproduces_the_only_training_codes():

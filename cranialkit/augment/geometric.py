@@ -51,7 +51,9 @@ def _to_batch(value: Any, key: str) -> tuple[torch.Tensor, Callable[[torch.Tenso
         return batch, lambda out: (out[0, 0] > 0.5).numpy()
     if isinstance(value, torch.Tensor):
         if value.ndim not in (3, 4, 5):
-            raise ValueError(f"augment: '{key}' must be a (D,H,W), (C,D,H,W) or (N,C,D,H,W) tensor, got {tuple(value.shape)}")
+            raise ValueError(
+                f"augment: '{key}' must be a (D,H,W), (C,D,H,W) or (N,C,D,H,W) tensor, got {tuple(value.shape)}"
+            )
         extra = 5 - value.ndim
         batch = value.float().reshape((1,) * extra + tuple(value.shape))
         dtype = value.dtype
@@ -263,30 +265,58 @@ class RandomCrop(RandomTransform):
         return _resample(batches, forward, shift_vox, active)
 
 
+def _cross_kernel(device: torch.device) -> torch.Tensor:
+    """The 6-connected structuring element (a 3×3×3 cross) as a conv3d kernel."""
+    kernel = torch.zeros(1, 1, 3, 3, 3, device=device)
+    kernel[0, 0, 1, 1, :] = kernel[0, 0, 1, :, 1] = kernel[0, 0, :, 1, 1] = 1
+    return kernel
+
+
+def dilate(mask: torch.Tensor, radius: int = 1) -> torch.Tensor:
+    """Binary dilation of a float batch ``(N, 1, D, H, W)`` with a 6-connected cross, ``radius`` times."""
+    kernel = _cross_kernel(mask.device)
+    for _ in range(radius):
+        mask = (F.conv3d(mask, kernel, padding=1) > 0.5).float()
+    return mask
+
+
+def erode(mask: torch.Tensor, radius: int = 1) -> torch.Tensor:
+    """Binary erosion of a float batch ``(N, 1, D, H, W)`` with a 6-connected cross, ``radius`` times."""
+    kernel = _cross_kernel(mask.device)
+    for _ in range(radius):
+        mask = (F.conv3d(mask, kernel, padding=1) > 6.5).float()
+    return mask
+
+
 class RandomBinaryNoise(RandomTransform):
     """Random morphological erosion or dilation of the defective skull in random patches (segmentation noise).
 
-    With equal chance the defective skull is eroded or dilated by a cube of radius 1 … ``max_radius`` voxels, but
-    only inside random blobs covering about ``coverage`` of the volume (a coarse random field, upsampled). The
-    implant loses the voxels that a dilated skull now covers, so input and implant stay disjoint; the complete
-    skull (a target) is left unchanged. Only ``"defective"`` (and ``"implant"``) are changed.
+    With equal chance the defective skull is eroded or dilated (6-connected cross, radius 1 … ``max_radius``
+    voxels), but a voxel that this would change is changed only inside random blobs covering about ``coverage`` of
+    the volume (a coarse random field, upsampled) and there with probability ``fraction``. A thin skull (2 voxels at
+    64³) would vanish under a full erosion; this keeps it and roughens its surface instead. The implant loses the
+    voxels that a dilated skull now covers, so input and implant stay disjoint; the complete skull (a target) is
+    left unchanged.
     """
 
-    def __init__(self, prob: float = 0.3, max_radius: int = 1, coverage: float = 0.5, blob_grid: int = 4):
+    def __init__(self, prob: float = 0.3, max_radius: int = 1, coverage: float = 0.5, fraction: float = 0.5,
+                 blob_grid: int = 4):
         super().__init__(prob, keys=MASK_KEYS)
         if max_radius < 1:
             raise ValueError(f"RandomBinaryNoise: max_radius must be >= 1 voxel, got {max_radius}")
-        if not 0 < coverage <= 1:
-            raise ValueError(f"RandomBinaryNoise: coverage must be in (0, 1], got {coverage}")
+        if not 0 < coverage <= 1 or not 0 < fraction <= 1:
+            raise ValueError(f"RandomBinaryNoise: coverage and fraction must be in (0, 1], got {coverage}, {fraction}")
         self.max_radius = int(max_radius)
         self.coverage = float(coverage)
+        self.fraction = float(fraction)
         self.blob_grid = int(blob_grid)
 
     def draw(self, n: int, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
-        dilate = torch.rand(n, generator=generator) < 0.5
+        dilate_flag = torch.rand(n, generator=generator) < 0.5
         radius = torch.randint(1, self.max_radius + 1, (n,), generator=generator)
         field = torch.rand(n, 1, self.blob_grid, self.blob_grid, self.blob_grid, generator=generator)
-        return {"dilate": dilate, "radius": radius, "field": field}
+        seeds = torch.randint(0, 2**62, (n,), generator=generator)  # per-voxel draws, made only where needed
+        return {"dilate": dilate_flag, "radius": radius, "field": field, "seeds": seeds}
 
     def apply(self, batches: dict[str, torch.Tensor], params: dict, active: torch.Tensor) -> dict[str, torch.Tensor]:
         if "defective" not in batches:
@@ -301,11 +331,10 @@ class RandomBinaryNoise(RandomTransform):
                 continue
             r = int(params["radius"][case])
             x = skull[case : case + 1]
-            if params["dilate"][case]:
-                changed = F.max_pool3d(x, 2 * r + 1, stride=1, padding=r)
-            else:
-                changed = -F.max_pool3d(-x, 2 * r + 1, stride=1, padding=r)
-            noisy[case] = torch.where(blobs[case], changed[0], x[0])
+            changed = dilate(x, r) if params["dilate"][case] else erode(x, r)
+            voxels = torch.rand(tuple(size), generator=torch.Generator().manual_seed(int(params["seeds"][case])))
+            where = blobs[case, 0] & (voxels.to(skull.device) < self.fraction)
+            noisy[case, 0] = torch.where(where, changed[0, 0], x[0, 0])
         out = dict(batches)
         out["defective"] = noisy
         if "implant" in batches:

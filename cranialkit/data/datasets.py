@@ -240,7 +240,7 @@ def detect_layout(root: str | os.PathLike) -> str:
             return "skullbreak"
         if _volume_files(defective):
             return "skullfix"  # flat SkullFix folder (complete_skull/, defective_skull/, implant/ with NNN.nrrd)
-    found = sorted(p.name for p in root.iterdir())[:12]
+    found = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))[:12]
     raise DatasetLayoutError(
         f"{root}: unknown dataset layout. Expected one of: SkullBreak/phantom (complete_skull/, "
         f"defective_skull/<class>/, implant/<class>/), SkullFix (training_set/{{complete_skull,defective_skull,"

@@ -10,7 +10,7 @@ same code paths as SkullBreak/SkullFix.
 How: every structure is an implicit field in world millimetres (positive inside), evaluated on a coarse grid of
 about :data:`COARSE_SPACING_MM` and upsampled trilinearly (torch) before thresholding at zero. Fields are smooth, so
 surfaces stay smooth at any resolution and shapes do not depend on it; the cost is dominated by one upsampling per
-mask (a 256³ skull with five defects takes about a second on one core).
+mask (a 256³ skull with its five SkullBreak defects takes about 2 s on one core; benchmarks/phantom_speed.py).
 
 Orientation (as the real data, LPS world, identity direction): axis 0 = right→left, axis 1 = anterior→posterior
 (face and orbits at LOW axis-1 index), axis 2 = inferior→superior (vault top at HIGH axis-2 index).
@@ -72,6 +72,11 @@ class SkullParameters:
     floor_thickness_mm: float
     orbit_spacing_mm: float  # distance between orbit centres
     orbit_radii_mm: tuple[float, float]  # (horizontal, vertical) orbit radii
+    orbit_height_mm: float  # orbit centres above the skull-base cut at the front
+    face_height_mm: float  # how far the face hint reaches below the cut
+    face_half_width_mm: float
+    face_thickness_mm: float
+    nasal_radii_mm: tuple[float, float]  # (horizontal, vertical) radii of the nasal aperture
     foramen_radii_mm: tuple[float, float]  # (left-right, anterior-posterior) foramen magnum radii
 
 
@@ -87,17 +92,22 @@ def skull_parameters(seed: int) -> SkullParameters:
         height_mm=float(height),
         centre_mm=(float(rng.normal(0, 1.5)), float(rng.normal(4.0, 2.0)), float(rng.uniform(-10.0, -2.0))),
         taper=float(rng.uniform(0.08, 0.15)),
-        thickness_mm=float(rng.uniform(5.5, 7.5)),
+        thickness_mm=float(rng.uniform(6.5, 8.5)),
         temporal_thinning_mm=float(rng.uniform(1.0, 2.5)),
         shape_coefficients=tuple(float(v) for v in rng.normal(0.0, 0.015, _MAX_SHAPE_TERMS)),
         thickness_coefficients=tuple(float(v) for v in rng.normal(0.0, 0.12, _MAX_SHAPE_TERMS)),
         base_drop_mm=float(rng.uniform(20.0, 28.0)),
         base_slope=float(rng.uniform(-0.22, -0.12)),
-        floor_rise_front_mm=float(rng.uniform(24.0, 30.0)),
+        floor_rise_front_mm=float(rng.uniform(18.0, 23.0)),
         floor_rise_back_mm=float(rng.uniform(4.0, 9.0)),
         floor_thickness_mm=float(rng.uniform(4.0, 6.0)),
         orbit_spacing_mm=float(rng.uniform(58.0, 68.0)),
-        orbit_radii_mm=(float(rng.uniform(16.0, 19.0)), float(rng.uniform(14.0, 17.0))),
+        orbit_radii_mm=(float(rng.uniform(16.0, 19.0)), float(rng.uniform(15.0, 18.0))),
+        orbit_height_mm=float(rng.uniform(0.0, 4.0)),
+        face_height_mm=float(rng.uniform(32.0, 42.0)),
+        face_half_width_mm=float(rng.uniform(0.36, 0.42) * width),
+        face_thickness_mm=float(rng.uniform(4.0, 5.5)),
+        nasal_radii_mm=(float(rng.uniform(10.0, 13.0)), float(rng.uniform(14.0, 18.0))),
         foramen_radii_mm=(float(rng.uniform(13.0, 16.0)), float(rng.uniform(16.0, 19.0))),
     )
 
@@ -153,34 +163,49 @@ def _full(shape: tuple[int, ...], *arrays: np.ndarray) -> tuple[np.ndarray, ...]
 # ----------------------------------------------------------------------------------------------------------------------
 # The complete skull
 # ----------------------------------------------------------------------------------------------------------------------
-def _skull_field(x: np.ndarray, y: np.ndarray, z: np.ndarray, p: SkullParameters, voxel_mm: float) -> np.ndarray:
-    """Signed field (≈ mm, positive inside bone) of the complete skull at world points (x, y, z)."""
+def _outer_depth(px: np.ndarray, py: np.ndarray, pz: np.ndarray, p: SkullParameters) -> tuple[np.ndarray, list]:
+    """Depth (mm) below the outer table along the ray from the vault centre, and the direction terms used."""
     a, b, c = p.width_mm / 2, p.length_mm / 2, p.height_mm / 2
-    px, py, pz = x - p.centre_mm[0], y - p.centre_mm[1], z - p.centre_mm[2]
-    px, py, pz = np.broadcast_arrays(px, py, pz)
     r = np.sqrt(px * px + py * py + pz * pz) + np.float32(1e-3)
-    ux, uy, uz = px / r, py / r, pz / r
-    terms = _direction_terms(ux, uy, uz)
+    terms = _direction_terms(px / r, py / r, pz / r)
     taper = 1 + p.taper * np.clip(py / b, -1.2, 1.2)  # narrower forehead (py < 0), wider occiput
     rho = np.sqrt((px / (a * taper)) ** 2 + (py / b) ** 2 + (pz / c) ** 2) + np.float32(1e-6)
     deformation = sum(k * t for k, t in zip(p.shape_coefficients, terms))
-    depth = r * (1 + deformation) / rho - r  # mm below the outer surface, along the ray from the centre
+    return r * (1 + deformation) / rho - r, terms
+
+
+def _skull_field(x: np.ndarray, y: np.ndarray, z: np.ndarray, p: SkullParameters, voxel_mm: float) -> np.ndarray:
+    """Signed field (≈ mm, positive inside bone) of the complete skull at world points (x, y, z)."""
+    b = p.length_mm / 2
+    px, py, pz = np.broadcast_arrays(x - p.centre_mm[0], y - p.centre_mm[1], z - p.centre_mm[2])
+    depth, terms = _outer_depth(px, py, pz, p)
     variation = sum(k * t for k, t in zip(p.thickness_coefficients, terms))
-    thickness = p.thickness_mm * (1 + 0.6 * np.tanh(variation)) - p.temporal_thinning_mm * ux * ux
+    thickness = p.thickness_mm * (1 + 0.6 * np.tanh(variation)) - p.temporal_thinning_mm * terms[0] ** 2
     thickness = np.maximum(np.clip(thickness, 4.0, 10.0), 1.5 * voxel_mm)  # ≥ 1.5 voxels: no gaps at 64³
     shell = np.minimum(depth, thickness - depth)
 
     # Skull-base cut: a sloped plane, lower towards the back.
     cut = pz + p.base_drop_mm - p.base_slope * (py + b)  # > 0 above the cut
-    # Orbits: elliptic tunnels along the anterior-posterior axis in the front of the vault, just above the cut.
-    orbit_z = -p.base_drop_mm + 0.8 * p.orbit_radii_mm[1]
+    # Orbits: elliptic tunnels along the anterior-posterior axis, centred near the front of the cut.
+    orbit_z = -p.base_drop_mm + p.orbit_height_mm
     rx, rz = p.orbit_radii_mm
     outside_orbits = np.ones_like(px)
     for side in (-1, 1):
         ellipse = np.sqrt(((px - side * p.orbit_spacing_mm / 2) / rx) ** 2 + ((pz - orbit_z) / rz) ** 2)
         outside_orbits = np.minimum(outside_orbits, (ellipse - 1) * min(rx, rz))
-    outside_orbits = np.maximum(outside_orbits, py + 0.45 * b)  # only the front part of the vault
-    vault = np.minimum(np.minimum(shell, cut), outside_orbits)
+    outside_orbits = np.maximum(outside_orbits, py + 0.45 * b)  # only the front part of the skull
+    vault = np.minimum(shell, cut)
+
+    # Face hint: the front of the outer table extruded straight down below the cut (cheek bones, maxilla), with
+    # the nasal aperture between the orbits.
+    face_depth, _ = _outer_depth(px, py, np.maximum(pz, np.float32(-p.base_drop_mm)), p)
+    face_thickness = max(p.face_thickness_mm, 1.5 * voxel_mm)
+    face = np.minimum(np.minimum(face_depth, face_thickness - face_depth), np.minimum(cut + p.face_height_mm, 2 - cut))
+    narrowing = 1 - 0.35 * np.clip(-cut / p.face_height_mm, 0, 1)  # the maxilla is narrower than the cheeks
+    face = np.minimum(face, np.minimum(-0.5 * b - py, p.face_half_width_mm * narrowing - np.abs(px)))
+    nx, nz = p.nasal_radii_mm
+    nasal = (np.sqrt((px / nx) ** 2 + ((pz - orbit_z + 0.9 * rz) / nz) ** 2) - 1) * min(nx, nz)
+    face = np.minimum(face, nasal)
 
     # Cranial floor: a plate above the cut (higher at the front: orbit roofs), inside the outer table,
     # with the foramen magnum (an ellipse) in its posterior half.
@@ -189,7 +214,8 @@ def _skull_field(x: np.ndarray, y: np.ndarray, z: np.ndarray, p: SkullParameters
     fx, fy = p.foramen_radii_mm
     foramen = (np.sqrt((px / fx) ** 2 + ((py - 0.32 * b) / fy) ** 2) - 1) * min(fx, fy)
     floor = np.minimum(np.minimum(above, p.floor_thickness_mm - above), np.minimum(depth, foramen))
-    return np.maximum(vault, floor).astype(np.float32)
+    bone = np.minimum(np.maximum(np.maximum(vault, face), floor), outside_orbits)
+    return bone.astype(np.float32)
 
 
 def centred_geometry(shape: tuple[int, int, int], field_of_view_mm: float) -> Volume:

@@ -38,7 +38,7 @@ from cranialkit.jobs import atomic_torch_save
 
 _REGISTRY: dict[str, type[Generator]] = {}
 # Modules of this package that hold no generator (skipped when looking for registered ones).
-_NON_GENERATOR_MODULES = {"base", "blocks", "data", "sampling", "postprocess"}
+_NON_GENERATOR_MODULES = {"base", "blocks", "data", "sampling", "postprocess", "recipes"}
 
 
 def register(name: str) -> Callable[[type[Generator]], type[Generator]]:

@@ -51,9 +51,12 @@ class IntroVAE(VAEFamily):
         rec_logits = self.decoder(z)
         l_ae = reconstruction_error(rec_logits, batch, cfg["dice_weight"]).mean()
         kl_real = kl_divergence(mu, logvar).mean()
-        kl_rec = kl_divergence(*self.encoder(torch.sigmoid(rec_logits).detach())).mean()
-        kl_fake = kl_divergence(*self.encoder(self.decode(z_p).detach())).mean()
-        loss_e = kl_real + alpha * ((margin - kl_rec).clamp(min=0) + (margin - kl_fake).clamp(min=0)) + beta * l_ae
+        loss_e = kl_real + beta * l_ae
+        kl_rec = kl_fake = torch.zeros((), device=batch.device)
+        if alpha > 0:  # (during warm-up the model is a plain VAE: skip the adversarial passes)
+            kl_rec = kl_divergence(*self.encoder(torch.sigmoid(rec_logits).detach())).mean()
+            kl_fake = kl_divergence(*self.encoder(self.decode(z_p).detach())).mean()
+            loss_e = loss_e + alpha * ((margin - kl_rec).clamp(min=0) + (margin - kl_fake).clamp(min=0))
         self.optim["encoder"].zero_grad(set_to_none=True)
         loss_e.backward()
         self.optim["encoder"].step()
@@ -61,9 +64,11 @@ class IntroVAE(VAEFamily):
         # Decoder update: reconstruct well and make the encoder see its outputs as real (low KL).
         rec_logits = self.decoder(z.detach())
         l_ae_g = reconstruction_error(rec_logits, batch, cfg["dice_weight"]).mean()
-        kl_rec_g = kl_divergence(*self.encoder(torch.sigmoid(rec_logits))).mean()
-        kl_fake_g = kl_divergence(*self.encoder(self.decode(z_p))).mean()
-        loss_g = alpha * (kl_rec_g + kl_fake_g) + beta * l_ae_g
+        loss_g = beta * l_ae_g
+        if alpha > 0:
+            kl_rec_g = kl_divergence(*self.encoder(torch.sigmoid(rec_logits))).mean()
+            kl_fake_g = kl_divergence(*self.encoder(self.decode(z_p))).mean()
+            loss_g = loss_g + alpha * (kl_rec_g + kl_fake_g)
         self.optim["decoder"].zero_grad(set_to_none=True)
         loss_g.backward()
         self.optim["decoder"].step()

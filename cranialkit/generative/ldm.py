@@ -87,6 +87,10 @@ class LatentDiffusion(Generator):
         # 1 / std of the training latents; 0 until the first denoiser step computes it.
         self.register_buffer("latent_scale", torch.tensor(0.0))
         self.train_scheduler = self.make_scheduler("ddpm")
+        final_alpha = float(self.train_scheduler.alphas_cumprod[-1])
+        if final_alpha > 0.01:
+            raise ValueError(f"the noise schedule keeps ᾱ_T = {final_alpha:.3f} of the signal at t = T − 1, so "
+                             "sampling would not start from pure noise: raise beta_end or num_train_timesteps")
         self._fit_volumes: torch.Tensor | None = None
 
     # ----- schedulers -----------------------------------------------------------------------------------------

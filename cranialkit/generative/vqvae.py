@@ -10,7 +10,9 @@ entry ``e_k`` (k = 1 … K), the decoder maps the quantised grid ``z_q`` back to
 
 The codebook itself is not learned by gradients but as an exponential moving average of the encoder vectors that
 chose each code (van den Oord et al. 2017, appendix; MONAI's ``EMAQuantizer``); β is the commitment cost and the
-straight-through estimator copies the decoder's gradient from ``z_q`` to ``z_e``. Codebook health is measured by
+straight-through estimator copies the decoder's gradient from ``z_q`` to ``z_e``. Codes that no vector chooses
+are restarted on random encoder vectors every few steps (:meth:`VQVAEGenerator.restart_dead_codes`; without it
+most of the randomly initialised codebook stays dead on these small data). Codebook health is measured by
 :func:`codebook_usage`: the perplexity ``exp(H(p))`` of the code histogram (K = every code used equally, 1 = a
 single code) and the number of dead codes (never chosen).
 
@@ -76,19 +78,22 @@ class VQVAEGenerator(Generator):
     Parameters (all in ``config``): ``resolution`` S (voxels per side), ``levels`` (number of halvings; latent
     side s = S / 2^levels), ``channels`` (feature maps per level), ``num_res_layers`` (residual blocks per level),
     ``num_embeddings`` K (codebook size), ``embedding_dim`` D (channels of the latent grid), ``commitment_cost`` β,
-    ``decay`` (EMA decay of the codebook).
+    ``decay`` (EMA decay of the codebook), ``restart_every`` (steps between dead-code restarts; 0 = never),
+    ``dead_code_threshold`` (EMA cluster size below which a code counts as dead).
     """
 
     def __init__(self, resolution: int = 32, levels: int = 2, channels: tuple[int, ...] | list[int] | None = None,
                  num_res_layers: int = 1, num_embeddings: int = 64, embedding_dim: int = 4,
-                 commitment_cost: float = 0.25, decay: float = 0.9):
+                 commitment_cost: float = 0.25, decay: float = 0.9, restart_every: int = 10,
+                 dead_code_threshold: float = 0.5):
         channels = [int(c) for c in (channels if channels is not None else [16, 32, 64, 64][:levels])]
         if len(channels) != levels:
             raise ValueError(f"channels needs one entry per level ({levels}), got {channels}")
         super().__init__(dict(resolution=int(resolution), levels=int(levels), channels=channels,
                               num_res_layers=int(num_res_layers), num_embeddings=int(num_embeddings),
                               embedding_dim=int(embedding_dim), commitment_cost=float(commitment_cost),
-                              decay=float(decay)))
+                              decay=float(decay), restart_every=int(restart_every),
+                              dead_code_threshold=float(dead_code_threshold)))
         self.latent_side = check_levels(resolution, levels)
         self.net = VQVAE(
             spatial_dims=3, in_channels=2, out_channels=2, channels=channels, num_res_layers=num_res_layers,
@@ -124,7 +129,11 @@ class VQVAEGenerator(Generator):
         return {"vqvae": torch.optim.Adam(self.net.parameters(), lr=lr)}
 
     def training_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
-        logits, quantization_loss = self.net(batch)
+        encodings = self.net.encode(batch)
+        if self.config["restart_every"] and step % self.config["restart_every"] == 0:
+            self.restart_dead_codes(encodings.detach())
+        quantized, quantization_loss = self.net.quantize(encodings)
+        logits = self.net.decode(quantized)
         bce, dice = reconstruction_loss(logits, batch)
         loss = bce + dice + quantization_loss
         self.optim["vqvae"].zero_grad(set_to_none=True)
@@ -132,6 +141,25 @@ class VQVAEGenerator(Generator):
         self.optim["vqvae"].step()
         return {"loss": loss.item(), "bce": bce.item(), "dice": dice.item(),
                 "commitment": quantization_loss.item(), "perplexity": float(self.net.quantizer.perplexity)}
+
+    @torch.no_grad()
+    def restart_dead_codes(self, encodings: torch.Tensor) -> int:
+        """Move codes that (almost) no latent vector chooses onto random encoder vectors of this batch.
+
+        A code is dead when its EMA cluster size is below ``dead_code_threshold`` (vectors per batch); restarting
+        it where the encoder's vectors actually are revives it (Dhariwal et al. 2020, "Jukebox"). Returns the
+        number of restarted codes. Uses the global torch RNG, so resumed training stays exact.
+        """
+        quantizer = self.net.quantizer.quantizer
+        dead = torch.nonzero(quantizer.ema_cluster_size < self.config["dead_code_threshold"]).flatten()
+        if len(dead) == 0:
+            return 0
+        flat = encodings.permute(0, 2, 3, 4, 1).reshape(-1, quantizer.embedding_dim)
+        chosen = flat[torch.randint(len(flat), (len(dead),), device=flat.device)]
+        quantizer.embedding.weight.data[dead] = chosen
+        quantizer.ema_w.data[dead] = chosen
+        quantizer.ema_cluster_size.data[dead] = 1.0
+        return len(dead)
 
     def fit(self, volumes, steps: int, **kwargs) -> dict[str, list[float]]:
         """Train (see :meth:`Generator.fit`), then fit the per-position code prior on the training volumes."""

@@ -86,7 +86,8 @@ def summarize_by_class(rows: list[dict]) -> list[dict]:
     summary = []
     for name in classes:
         members = [r for r in rows if r["defect_class"] == name]
-        summary.append({"defect_class": name, "n": len(members), **{k: _mean([r[k] for r in members]) for k in METRICS}})
+        means = {k: _mean([r[k] for r in members]) for k in METRICS}
+        summary.append({"defect_class": name, "n": len(members), **means})
     summary.append({"defect_class": "mean of classes", "n": len(rows),
                     **{k: _mean([s[k] for s in summary]) for k in METRICS}})
     summary.append({"defect_class": "all cases", "n": len(rows), **{k: _mean([r[k] for r in rows]) for k in METRICS}})

@@ -107,10 +107,8 @@ def validate(
     from cranialkit.metrics import evaluate_implant
 
     pred = predict_implants(model, val.defective, target, device, batch_size, amp)
-    rows = [
-        evaluate_implant(pred[i], np.asarray(val.implant[i], bool), np.asarray(val.defective[i], bool), val.spacing_mm[i])
-        for i in range(len(pred))
-    ]
+    truth, defective = np.asarray(val.implant, bool), np.asarray(val.defective, bool)
+    rows = [evaluate_implant(pred[i], truth[i], defective[i], val.spacing_mm[i]) for i in range(len(pred))]
     return {key: float(np.mean([r[key] for r in rows])) for key in ("dsc", "bdsc", "hd95")}
 
 
@@ -163,9 +161,13 @@ def train(
     if batches.shape != model_config.shape:
         raise ValueError(f"training cases are on grid {batches.shape}, the model expects {model_config.shape}")
     if batches.target_name != model_config.target:
-        raise ValueError(f"training sources give {batches.target_name!r} targets, the model predicts {model_config.target!r}")
+        raise ValueError(
+            f"training sources give {batches.target_name!r} targets, the model predicts {model_config.target!r}"
+        )
     if val is not None and tuple(np.asarray(val.defective).shape[1:]) != model_config.shape:
-        raise ValueError(f"validation cases are on grid {np.asarray(val.defective).shape[1:]}, expected {model_config.shape}")
+        raise ValueError(
+            f"validation cases are on grid {np.asarray(val.defective).shape[1:]}, expected {model_config.shape}"
+        )
 
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest convolutions
@@ -232,7 +234,8 @@ def train(
         history["train"].append({"step": step, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
                                  "seconds": seconds})
         bar.update(1)
-        out_of_time = train_config.time_limit_s is not None and time.perf_counter() - started > train_config.time_limit_s
+        limit = train_config.time_limit_s
+        out_of_time = limit is not None and time.perf_counter() - started > limit
         last_step = step == end or out_of_time
         if val is not None and (step % train_config.val_every == 0 or step == total):
             if dist_info.is_main:

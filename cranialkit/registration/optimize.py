@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from cranialkit.registration.jacobian import folding_percent, jacobian_determinant, std_log_jacobian
-from cranialkit.registration.losses import regularization_loss, similarity_loss
+from cranialkit.registration.losses import REGULARIZERS, SIMILARITIES, regularization_loss, similarity_loss
 from cranialkit.registration.transforms import (
     affine_to_ddf,
     downsample,
@@ -39,8 +39,10 @@ from cranialkit.registration.transforms import (
     warp_mask,
 )
 
-DEFAULT_ALPHA = 0.5
+DEFAULT_ALPHA = 1.0
 """Default diffusion weight: Dice >= 0.90 on phantom pairs at 64³ and 128³ with few folded voxels (notebook 03)."""
+
+_DEFAULT_ITERATIONS = (100, 80, 60, 40, 25)  # coarse ... fine; the last `levels` of them are used
 
 
 @dataclass
@@ -50,18 +52,20 @@ class RegistrationConfig:
     alpha: weight of the regularizer (larger = smoother, less folding, lower Dice).
     levels: pyramid levels (each halves the grid; the finest is the input grid).
     affine_levels: how many of the coarsest levels the affine stage runs on (0 = no affine stage).
-    affine_iterations, iterations: Adam steps per level for the affine and the deformable stage.
+    affine_iterations, iterations: Adam steps per level for the affine and the deformable stage (default
+        deformable: 80, 60, 40, 25 for 4 levels).
     affine_lr: Adam step for the affine (normalized units); lr: Adam step for the DDF (voxels).
     sigma: Gaussian smoothing of both masks before comparison, in voxels of each level (one value or one per level;
         default 1 voxel on the coarse levels, none on the finest, where the sharp masks decide the final Dice).
-    similarity, affine_similarity: "mse", "dice" or "mse+dice" (deformable, affine stage); regularizer: "diffusion" or "bending".
+    similarity, affine_similarity: "mse", "dice" or "mse+dice" (deformable, affine stage).
+    regularizer: "diffusion" (squared gradients) or "bending" (squared second derivatives).
     """
 
     alpha: float = DEFAULT_ALPHA
     levels: int = 4
     affine_levels: int = 2
     affine_iterations: int = 60
-    iterations: Sequence[int] = (80, 60, 40, 25)
+    iterations: int | Sequence[int] | None = None
     affine_lr: float = 0.01
     lr: float = 0.2
     sigma: float | Sequence[float] | None = None
@@ -73,6 +77,11 @@ class RegistrationConfig:
     def __post_init__(self) -> None:
         if self.alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+        if self.levels < 1:
+            raise ValueError(f"levels must be >= 1, got {self.levels}")
+        if self.iterations is None:  # fewer steps where they are expensive: 25 on the finest level, more when coarser
+            extra = max(0, self.levels - len(_DEFAULT_ITERATIONS))
+            self.iterations = (_DEFAULT_ITERATIONS[0],) * extra + _DEFAULT_ITERATIONS[-self.levels:]
         if isinstance(self.iterations, int):
             self.iterations = (self.iterations,) * self.levels
         self.iterations = tuple(int(i) for i in self.iterations)
@@ -87,6 +96,13 @@ class RegistrationConfig:
             raise ValueError(f"sigma needs one value per level ({self.levels}), got {self.sigma}")
         if not 0 <= self.affine_levels <= self.levels:
             raise ValueError(f"affine_levels must be in 0..{self.levels}, got {self.affine_levels}")
+        if self.similarity not in SIMILARITIES or self.affine_similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {self.similarity!r}, "
+                             f"{self.affine_similarity!r}")
+        if self.regularizer not in REGULARIZERS:
+            raise ValueError(f"regularizer must be one of {REGULARIZERS}, got {self.regularizer!r}")
+        if self.lr <= 0 or self.affine_lr <= 0:
+            raise ValueError(f"learning rates must be > 0, got lr={self.lr}, affine_lr={self.affine_lr}")
 
 
 @dataclass
@@ -136,9 +152,9 @@ def center_of_mass_affine(source: torch.Tensor, target: torch.Tensor) -> torch.T
     """Translation-only affines ``(B, 3, 4)`` that move each target's centre of mass onto the source's."""
     grid = normalized_grid(source.shape[2:], source.device).flatten(1)  # (3, V)
 
-    def centre(volume: torch.Tensor) -> torch.Tensor:
+    def centre(volume: torch.Tensor) -> torch.Tensor:  # pair by pair, so that batching does not change rounding
         weights = volume.flatten(1)
-        return (weights @ grid.T) / weights.sum(dim=1, keepdim=True).clamp_min(1e-6)  # (B, 3)
+        return torch.cat([(w @ grid.T) / w.sum().clamp_min(1e-6) for w in weights.split(1)])  # (B, 3)
 
     theta = identity_affine(source.shape[0], source.device)
     theta[:, :, 3] = centre(source) - centre(target)
@@ -153,7 +169,12 @@ def dice_per_pair(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _pyramid(volume: torch.Tensor, shapes: list[tuple[int, ...]], sigmas: Sequence[float]) -> list[torch.Tensor]:
-    return [smooth(downsample(volume, shape), sigma) for shape, sigma in zip(shapes, sigmas)]
+    """Downsampled, smoothed copies of each volume, coarse to fine. Pair by pair: batched convolutions may round
+    differently, and Adam would amplify that, so a pair would not register the same in another batch."""
+    return [
+        torch.cat([smooth(downsample(volume[b : b + 1], shape), sigma) for b in range(volume.shape[0])])
+        for shape, sigma in zip(shapes, sigmas)
+    ]
 
 
 def register(

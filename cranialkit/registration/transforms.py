@@ -54,7 +54,9 @@ def affine_to_ddf(theta: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     if theta.ndim != 3 or theta.shape[1:] != (3, 4):
         raise ValueError(f"theta must have shape (B, 3, 4), got {tuple(theta.shape)}")
     grid = normalized_grid(shape, theta.device).flatten(1)  # (3, V)
-    moved = theta[:, :, :3] @ grid + theta[:, :, 3:]  # (B, 3, V)
+    # Pair by pair: a batched matmul (and its backward) may round differently from a single one, and the optimizer
+    # would amplify that; this way a pair registers bit for bit the same in any batch.
+    moved = torch.cat([t[:, :, :3] @ grid + t[:, :, 3:] for t in theta.split(1)])  # (B, 3, V)
     ddf_normalized = (moved - grid).view(theta.shape[0], 3, *[int(s) for s in shape])
     return ddf_normalized * _half_extent(shape, theta.device)
 

@@ -1,9 +1,9 @@
 """Figures of the latent diffusion notebook: autoencoder reconstructions, codebook usage, the forward noising
-process on a latent, denoiser training curves, DDPM-vs-DDIM trade-offs, sample grids and a measures table.
+process on a latent, denoiser training curves, DDPM-vs-DDIM trade-offs and sample grids.
 
-Taught in notebook 08_latent_diffusion. Every function is pure: arrays in, a matplotlib ``Figure`` (or a text
-table) out. Volumes are 2-channel arrays ``(2, S, S, S)`` (defective skull, implant) as probabilities or masks;
-slices follow :mod:`cranialkit.viz.slices` (coronal view: patient's right on the left, superior at the top).
+Taught in notebook 08_latent_diffusion. Every function is pure: arrays in, a matplotlib ``Figure`` out. Volumes
+are 2-channel arrays ``(2, S, S, S)`` (defective skull, implant) as probabilities or masks; slices follow
+:mod:`cranialkit.viz.slices` (coronal view: patient's right on the left, superior at the top).
 """
 
 from __future__ import annotations
@@ -157,23 +157,3 @@ def sampler_tradeoff(results: Sequence[Mapping]) -> Figure:
     axs[2].set_yscale("log")
     fig.suptitle("Sampling: number of steps vs quality vs time")
     return fig
-
-
-def measures_table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[str] | None = None,
-                   digits: int = 3) -> str:
-    """A fixed-width text table: one row per setting (e.g. "ldm_vqvae / uds"), one column per measure."""
-    if not rows:
-        raise ValueError("rows: need at least one row")
-    columns = list(columns or dict.fromkeys(k for r in rows.values() for k in r))
-    width0 = max(len(str(name)) for name in rows)
-    widths = [max(len(c), digits + 3) for c in columns]
-
-    def cell(value) -> str:
-        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-    lines = [" | ".join([" " * width0] + [c.rjust(w) for c, w in zip(columns, widths)])]
-    lines.append("-+-".join(["-" * width0] + ["-" * w for w in widths]))
-    for name, row in rows.items():
-        lines.append(" | ".join([str(name).ljust(width0)] + [cell(row.get(c, "")).rjust(w)
-                                                               for c, w in zip(columns, widths)]))
-    return "\n".join(lines)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pyvista as pv
+import vtk
 from matplotlib.figure import Figure
 from skimage.measure import block_reduce, marching_cubes
 
@@ -36,10 +37,15 @@ from cranialkit.volume import Volume
 
 if os.environ.get("PYVISTA_OFF_SCREEN", "").lower() == "true":
     pv.OFF_SCREEN = True
+if not os.environ.get("DISPLAY"):
+    # Headless: VTK first tries an X window and logs "bad X server connection" before it falls back to EGL or
+    # OSMesa; that expected warning would clutter every notebook output. Errors are still printed.
+    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_ERROR)
 
 SKULL_COLOR = "#efe6cf"  # ivory
 PREDICTED_COLOR = "#e4572e"  # orange-red
 TRUTH_COLOR = "#21b5a3"  # teal
+CONTEXT_SKULL_COLOR = "#8c8f96"  # grey skull behind an error map
 BACKGROUND = "#1e222a"  # dark slate: ivory and colours stand out, white text is readable
 TEXT_COLOR = "white"
 ERROR_BAR_TITLE = "distance to true implant (mm)"
@@ -281,11 +287,25 @@ def _new_plotter(window_size: Sequence[int], interactive: bool, background: str)
     return plotter
 
 
-def _add_colour_key(plotter: pv.Plotter, labels: Sequence[tuple[str, str]], font_size: int = 10) -> None:
+def _font_size(plotter: pv.Plotter, size_at_600: int) -> int:
+    """A text size that keeps its proportion to the picture (VTK sizes text in points, not in % of the window)."""
+    return max(6, round(size_at_600 * min(plotter.window_size) / 600))
+
+
+def _add_colour_key(plotter: pv.Plotter, labels: Sequence[tuple[str, str]]) -> None:
     """Coloured labels in the lower-left corner, one per line (pyvista's legend box clips its text)."""
-    line_height = int(font_size * 2.0)
+    font_size = _font_size(plotter, 10)
+    line_height = round(font_size * 2.2)
     for row, (label, colour) in enumerate(reversed(labels)):
         plotter.add_text(label, position=(10, 8 + row * line_height), font_size=font_size, color=colour)
+
+
+def _add_title(plotter: pv.Plotter, text: str) -> None:
+    """Text in the upper-left corner at a fixed size (a corner annotation would shrink long or multi-line text)."""
+    font_size = _font_size(plotter, 11)
+    lines = text.count("\n") + 1
+    top = plotter.window_size[1] - 8 - round(font_size * 2.3) * lines
+    plotter.add_text(text, position=(10, top), font_size=font_size, color=TEXT_COLOR)
 
 
 def _finish(plotter: pv.Plotter, interactive: bool) -> np.ndarray | pv.Plotter:
@@ -352,7 +372,7 @@ def reconstruction_plotter(
         _add_colour_key(plotter, labels)
     if title or notes:
         text = "\n".join([t for t in [title, *notes] if t])
-        plotter.add_text(text, position="upper_left", font_size=11, color=TEXT_COLOR)
+        _add_title(plotter, text)
     # Aim at the true implant when there is one: every method shown on one case then gets the same view.
     view, up = _camera_direction(camera, skull, truth if truth is not None else predicted)
     _place_camera(plotter, view, up, zoom)
@@ -454,7 +474,7 @@ def render_error_map(
 
     The colour bar, titled "distance to true implant (mm)", runs from 0 to ``max_distance_mm`` (default: the
     99th percentile of the distances, at least 2 mm, so that an exact prediction is uniformly dark). The
-    defective skull, when given, is drawn in ivory for context. Returns an RGB image, or the ``Plotter`` with
+    defective skull, when given, is drawn in grey for context. Returns an RGB image, or the ``Plotter`` with
     ``interactive=True``.
     """
     surface = implant_distance_mesh(predicted_implant, true_implant, spacing, smooth_iterations)
@@ -474,7 +494,9 @@ def render_error_map(
         )
     plotter = _new_plotter(window_size, interactive, background)
     if skull is not None:
-        plotter.add_mesh(skull, color=SKULL_COLOR, smooth_shading=True, opacity=0.5)
+        # opaque grey: the colour map's bright end is ivory-like, and translucent geometry makes VTK draw the
+        # colour bar's labels over the bar
+        plotter.add_mesh(skull, color=CONTEXT_SKULL_COLOR, smooth_shading=True)
     plotter.add_mesh(
         surface,
         scalars="distance_mm",
@@ -486,15 +508,18 @@ def render_error_map(
             "color": TEXT_COLOR,
             "fmt": "%.1f",
             "n_labels": 5,
-            "position_x": 0.2,
-            "position_y": 0.04,
-            "width": 0.6,
-            "height": 0.08,
+            "vertical": False,
+            "position_x": 0.15,
+            "position_y": 0.02,
+            "width": 0.7,
+            "height": 0.14,
         },
     )
+    # labels and title below the bar: above it VTK draws them on top of each other
+    plotter.scalar_bars[ERROR_BAR_TITLE].SetTextPositionToPrecedeScalarBar()
     summary = f"mean {distances.mean():.2f} mm, max {distances.max():.2f} mm"
     text = f"{title}\n{summary}" if title else summary
-    plotter.add_text(text, position="upper_left", font_size=11, color=TEXT_COLOR)
+    _add_title(plotter, text)
     view, up = _camera_direction(camera, skull, surface)
     _place_camera(plotter, view, up, zoom)
     return _finish(plotter, interactive)
@@ -584,17 +609,25 @@ def turntable(
             iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
         else:
             iio.imwrite(tmp, np.stack(frames), extension=".mp4", fps=fps, plugin="FFMPEG")
+        tmp.chmod(0o644)  # atomic_path's temporary file is private (0600); a GIF for slides is not
     return path
 
 
 def show_image(image: np.ndarray, title: str | None = None, width_inches: float = 6.0) -> Figure:
-    """A matplotlib Figure showing an RGB image (a render) without axes, so notebooks display renders headless."""
+    """A matplotlib Figure showing an RGB image (a render) without axes, so notebooks display renders headless.
+
+    The figure is made with pyplot and closed at once: Jupyter shows it once, when it is the cell's value.
+    """
+    import matplotlib.pyplot as plt
+
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] not in (3, 4):
         raise ValueError(f"show_image expects an RGB(A) image (height, width, 3|4), got shape {image.shape}")
     height, width = image.shape[:2]
-    fig = Figure(figsize=(width_inches, width_inches * height / width + (0.4 if title else 0.0)))
-    ax = fig.add_axes((0, 0, 1, height / width * width_inches / fig.get_figheight()))
+    title_inches = 0.4 if title else 0.0
+    fig = plt.figure(figsize=(width_inches, width_inches * height / width + title_inches))
+    plt.close(fig)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - title_inches / fig.get_figheight()))
     ax.imshow(image)
     ax.set_axis_off()
     if title:

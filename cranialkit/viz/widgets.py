@@ -113,7 +113,14 @@ class SliceViewer:
         overlay_names = list(dict.fromkeys(n for case in cases.values() for n in list(case)[1:] if n != base))
         self.case = widgets.Dropdown(options=list(self.cases), description="case")
         self.sliders = tuple(
-            widgets.IntSlider(min=0, max=1, value=0, description=f"{axis} ({view})", continuous_update=False)
+            widgets.IntSlider(
+                min=0,
+                max=1,
+                value=0,
+                description=f"{axis} ({view})",
+                continuous_update=False,
+                style={"description_width": "initial"},
+            )
             for axis, view in zip("ijk", ("sagittal", "coronal", "axial"))
         )
         self.toggles = {n: widgets.Checkbox(value=True, description=n, indent=False) for n in overlay_names}

@@ -1,0 +1,69 @@
+"""Training recipes: model settings and step counts sized for a 2-core CPU in minutes (quality: docs/BENCHMARKS.md).
+
+Used by notebooks 04_vae, 05_wgan_gp, 06_introvae, 07_soft_introvae, 09_uds_vs_random and by
+``benchmarks/generator_quality.py`` (which checks them), so that all report the same models. At 32³ voxels on the
+phantom dataset (10 subjects × 6 defect classes = 60 pairs); budgeted in steps, not seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cranialkit.config import data_dir
+from cranialkit.generative.base import Generator, get_generator
+
+RECIPES: dict[str, dict] = {
+    "vae": {"steps": 500, "batch_size": 8, "lr": 2e-3, "config": {"latent_dim": 32, "beta": 1e-3}},
+    "wgan_gp": {"steps": 300, "batch_size": 8, "lr": 1e-3, "config": {"latent_dim": 32, "n_critic": 5}},
+    "introvae": {"steps": 400, "batch_size": 8, "lr": 2e-3,
+                 "config": {"latent_dim": 32, "warmup_steps": 250, "alpha": 0.25, "beta": 1000.0, "margin": 60.0}},
+    "soft_introvae": {"steps": 400, "batch_size": 8, "lr": 2e-3,
+                      "config": {"latent_dim": 32, "warmup_steps": 250, "beta_kl": 1e-3, "beta_neg": 4e-3}},
+}
+
+
+def recipe(name: str) -> dict:
+    """A copy of the recipe for generator ``name`` (``steps``, ``batch_size``, ``lr``, model ``config``)."""
+    key = name.replace("-", "_")
+    if key not in RECIPES:
+        raise KeyError(f"no training recipe for {name!r}; recipes exist for {', '.join(sorted(RECIPES))}")
+    entry = RECIPES[key]
+    return {**entry, "config": dict(entry["config"])}
+
+
+def checkpoint_path(model: Generator, steps: int, batch_size: int, lr: float, seed: int = 0) -> Path:
+    """Where notebooks keep ``model`` trained with these settings (under the data dir): the file name holds the
+    model name, resolution, steps and a hash of everything else, so notebook 09 finds exactly what 04–08 trained
+    and a change of any setting starts a new file instead of clashing with an old one."""
+    settings = json.dumps({"config": model.config, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed},
+                          sort_keys=True)
+    digest = hashlib.sha1(settings.encode()).hexdigest()[:10]
+    return data_dir() / "generators" / f"{model.name}_r{model.resolution}_s{steps}_{digest}.pt"
+
+
+def train_or_load(name: str, volumes: np.ndarray, steps: int | None = None, device: str = "auto", seed: int = 0,
+                  progress: bool = True, fallback_steps: int = 300, **overrides) -> tuple[Generator, dict]:
+    """The generator ``name`` trained with its recipe on ``volumes`` — loaded from :func:`checkpoint_path` when a
+    finished checkpoint exists, trained (or resumed) otherwise. ``steps`` and ``overrides`` (``batch_size``,
+    ``lr``, model settings) replace the recipe's; generators without a recipe use their defaults and
+    ``fallback_steps``. Returns the model and its loss history."""
+    try:
+        plan = recipe(name)
+    except KeyError:
+        plan = {"steps": fallback_steps, "batch_size": 8, "lr": 1e-3, "config": {}}
+    steps = int(steps if steps is not None else plan["steps"])
+    batch_size = int(overrides.pop("batch_size", plan["batch_size"]))
+    lr = float(overrides.pop("lr", plan["lr"]))
+    config = {**plan["config"], **overrides}
+    resolution = int(np.shape(volumes)[-1])
+    model = get_generator(name)(resolution=resolution, **config)
+    torch.manual_seed(seed)
+    history = model.fit(volumes, steps=steps, batch_size=batch_size, lr=lr, device=device, seed=seed,
+                        checkpoint_path=checkpoint_path(model, steps, batch_size, lr, seed), progress=progress,
+                        checkpoint_every=max(1, min(100, steps // 2)))
+    return model, history

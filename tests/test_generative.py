@@ -1,0 +1,152 @@
+"""The generator interface: registry, training loop, checkpoints and resume, sampling, save/load, and the losses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cranialkit.generative import Generator, available_generators, get_generator, load_generator
+from cranialkit.generative.blocks import ConvDecoder, ConvEncoder, num_levels
+from cranialkit.generative.vae import kl_divergence, reconstruction_error
+from cranialkit.generative.wgan_gp import gradient_penalty
+
+MINE = ("vae", "wgan_gp", "introvae", "soft_introvae")
+SMALL = {"resolution": 16, "latent_dim": 8, "base_channels": 4, "max_channels": 16}
+
+
+def _volumes(n=6, size=16, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    g = (np.mgrid[:size, :size, :size] + 0.5) / size - 0.5
+    out = np.zeros((n, 2, size, size, size), np.float32)
+    for i in range(n):
+        r = np.sqrt((g**2).sum(0)) / rng.uniform(0.8, 1.0)
+        skull = (r < 0.42) & (r > 0.3)
+        cap = skull & (g[2] > rng.uniform(0.2, 0.3))
+        out[i, 0], out[i, 1] = skull & ~cap, cap
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    torch.set_num_threads(2)
+
+
+def _small(name: str, **extra) -> Generator:
+    config = dict(SMALL, **extra)
+    if name in ("introvae", "soft_introvae"):
+        config.setdefault("warmup_steps", 1)  # reach the adversarial branch within the short tests
+    return get_generator(name)(**config)
+
+
+def test_registry_lists_my_generators():
+    names = available_generators()
+    assert set(MINE) <= set(names)
+    assert get_generator("soft-introvae") is get_generator("soft_introvae")
+    with pytest.raises(KeyError, match="available"):
+        get_generator("no_such_model")
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_each_generator_trains_samples_and_round_trips(name, tmp_path):
+    torch.manual_seed(0)
+    model = _small(name)
+    history = model.fit(_volumes(), steps=3, batch_size=2, lr=1e-3, device="cpu", progress=False)
+    assert history and all(len(v) == 3 and np.isfinite(v).all() for v in history.values())
+    assert model.latent_shape == (8,)
+    samples = model.sample(3, sampler="uds", batch_size=2, device="cpu")
+    assert samples.shape == (3, 2, 16, 16, 16) and samples.dtype == np.float32
+    assert samples.min() >= 0 and samples.max() <= 1
+    latents = model.encode_batched(_volumes(3), device="cpu")
+    if name == "wgan_gp":
+        assert latents is None
+    else:
+        assert latents.shape == (3, 8)
+    path = model.save(tmp_path / f"{name}.pt")
+    loaded = load_generator(path, device="cpu")
+    assert type(loaded) is type(model) and loaded.config == model.config
+    np.testing.assert_allclose(loaded.sample(3, sampler="uds", batch_size=2, device="cpu"), samples, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["vae", "wgan_gp"])
+def test_resume_gives_the_same_weights_as_one_run(name, tmp_path):
+    data = _volumes()
+    torch.manual_seed(0)
+    straight = _small(name)
+    straight.fit(data, steps=4, batch_size=2, device="cpu", progress=False, seed=3)
+
+    ckpt = tmp_path / "run.pt"
+    torch.manual_seed(0)
+    first = _small(name)
+    first.fit(data, steps=2, batch_size=2, device="cpu", progress=False, seed=3, checkpoint_path=ckpt)
+    resumed = _small(name)  # a fresh process would start from new random weights
+    history = resumed.fit(data, steps=4, batch_size=2, device="cpu", progress=False, seed=3, checkpoint_path=ckpt,
+                          checkpoint_every=1)
+    assert all(len(v) == 4 for v in history.values())
+    for (key, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=f"{name}: parameter {key} differs after resume")
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["step"] == 4 and set(saved["optimizers"]) == set(resumed.optim)
+    assert isinstance(load_generator(ckpt, device="cpu"), type(straight))  # a training checkpoint loads too
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    ckpt = tmp_path / "vae.pt"
+    _small("vae").fit(_volumes(), steps=1, batch_size=2, device="cpu", progress=False, checkpoint_path=ckpt)
+    with pytest.raises(ValueError, match="checkpoint is for"):
+        _small("vae", beta=0.5).fit(_volumes(), steps=2, device="cpu", progress=False, checkpoint_path=ckpt)
+
+
+def test_fit_rejects_bad_volumes():
+    model = _small("vae")
+    with pytest.raises(ValueError, match=r"\(N, 2, S, S, S\)"):
+        model.fit(np.zeros((2, 1, 16, 16, 16)), steps=1, progress=False)
+    with pytest.raises(ValueError, match="resolution 8"):
+        model.fit(np.zeros((2, 2, 8, 8, 8)), steps=1, progress=False)
+    bad = _volumes()
+    bad[0, 0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.fit(bad, steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        model.fit(_volumes() * 2, steps=1, progress=False)
+
+
+def test_load_generator_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_generator(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt"):
+        load_generator(junk)
+
+
+def test_blocks_shapes_and_resolution_check():
+    assert num_levels(32) == 3 and num_levels(128) == 5
+    with pytest.raises(ValueError, match="4·2\\^k"):
+        num_levels(48)
+    enc, dec = ConvEncoder(32, 5, base_channels=4), ConvDecoder(32, 7, base_channels=4)
+    assert enc(torch.zeros(2, 2, 32, 32, 32)).shape == (2, 5)
+    assert dec(torch.zeros(2, 7)).shape == (2, 2, 32, 32, 32)
+
+
+def test_kl_divergence_matches_closed_form():
+    mu = torch.tensor([[0.0, 0.0], [1.0, -2.0]])
+    logvar = torch.tensor([[0.0, 0.0], [float(np.log(4.0)), 0.0]])
+    expected = [0.0, 0.5 * ((1 + 4 - 1 - np.log(4.0)) + (4 + 1 - 1 - 0))]
+    torch.testing.assert_close(kl_divergence(mu, logvar), torch.tensor(expected, dtype=torch.float32))
+
+
+def test_reconstruction_error_is_low_for_a_match():
+    target = torch.as_tensor(_volumes(2))
+    good = reconstruction_error((target * 2 - 1) * 12, target)
+    bad = reconstruction_error(-(target * 2 - 1) * 12, target)
+    assert good.shape == (2,) and (good < 0.05).all() and (bad > 1.0).all()
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    """C(x) = w·x has gradient w everywhere: the penalty is (‖w‖ − 1)²."""
+    w = torch.full((1, 2, 4, 4, 4), 0.25)
+    critic = lambda x: (x * w).flatten(1).sum(1)  # noqa: E731
+    real, fake = torch.rand(3, 2, 4, 4, 4), torch.rand(3, 2, 4, 4, 4)
+    expected = (w.norm() - 1.0) ** 2
+    torch.testing.assert_close(gradient_penalty(critic, real, fake), expected)
