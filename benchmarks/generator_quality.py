@@ -6,7 +6,10 @@
 Trains every generator of ``cranialkit.generative.recipes.RECIPES`` on the phantom dataset exactly as notebooks
 04–07 do, then draws ``--n`` samples with each sampler and reports the valid fraction after post-processing, the
 nearest-training-case Dice (≈ 1 would be copies), the pairwise diversity (1 − Dice) of the decoded volumes and
-the coverage measures of the latent points. Prints one JSON object.
+the coverage measures of the latent points, and which post-processing criterion the rejected samples failed
+(``rejections``). Training time is reported as wall seconds and as CPU seconds per step (``cpu_s_per_step``): on a
+machine shared with other jobs the wall time is inflated, while CPU seconds / threads estimates the wall time of
+an idle machine. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch
 from cranialkit.config import device as resolve_device
 from cranialkit.generative import get_generator
 from cranialkit.generative.data import phantom_pairs
+from cranialkit.generative.postprocess import rejection_counts
 from cranialkit.generative.recipes import RECIPES, recipe
 from cranialkit.generative.sampling import (
     latent_coverage,
@@ -39,6 +43,7 @@ def evaluate(model, training: np.ndarray, n: int, device: str) -> dict:
         nearest = nearest_training_dice(samples, training)
         out[sampler] = {
             "valid_fraction": valid_fraction(samples),
+            "rejections": rejection_counts(samples),
             "nearest_training_dice_mean": float(nearest.mean()),
             "nearest_training_dice_max": float(nearest.max()),
             **{f"diversity_{k}": v for k, v in volume_diversity(samples).items()},
@@ -72,11 +77,12 @@ def main(argv: list[str] | None = None) -> None:
         steps = max(5, r["steps"] // 10) if args.quick else r["steps"]
         torch.manual_seed(0)
         model = get_generator(name)(resolution=args.resolution, **r["config"])
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         history = model.fit(training, steps=steps, batch_size=r["batch_size"], lr=r["lr"], device=args.device,
                             progress=False, seed=0)
-        train_s = time.perf_counter() - start
+        train_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
         results[name] = {"steps": steps, "train_seconds": round(train_s, 1),
+                         "cpu_s_per_step": round(cpu_s / max(1, steps), 3),
                          "final_losses": {k: round(float(np.mean(v[-20:])), 4) for k, v in history.items()},
                          **evaluate(model, training, args.n, args.device)}
     print(json.dumps({

@@ -1,7 +1,8 @@
 """Latent diffusion (ldm_vqvae, ldm_vae): training and sampling throughput, and DDIM vs DDPM sample quality.
 
 Prints ONE JSON object. For each model: autoencoder and denoiser training throughput (volumes/s), sampling
-throughput with DDIM-<ddim_steps> and DDPM-<ddpm_steps> (samples/s) and — with ``--compare`` — valid fraction,
+throughput with DDIM-<ddim_steps> and DDPM-<ddpm_steps> (samples/s, on ``--sample-batch-size`` samples or, with
+``--compare``, on the ``--n-samples`` compared) and — with ``--compare`` — valid fraction,
 diversity (mean pairwise 1 − Dice) and nearest-training Dice of ``--n-samples`` samples from each scheduler,
 started from the same random noise (the "DDIM-50 vs DDPM-1000" comparison of notebook 08).
 
@@ -93,17 +94,15 @@ def measure(name: str, volumes: np.ndarray, args: argparse.Namespace, dev: torch
     out.update(latent_shape=list(model.latent_shape), latent_scale=float(model.latent_scale))
     sample = dict(sampler="random", seed=args.seed, batch_size=args.sample_batch_size, device=str(dev))
     model.sample(2, num_inference_steps=2, **dict(sample, batch_size=2))  # warm-up
-    n_speed = args.sample_batch_size
-    for scheduler, steps in (("ddim", args.ddim_steps), ("ddpm", args.ddpm_steps)):
-        _, seconds = _timed(lambda s=scheduler, k=steps: model.sample(n_speed, scheduler=s, num_inference_steps=k,
-                                                                      **sample), dev)
-        out[f"{scheduler}{steps}_samples_per_s"] = n_speed / seconds
-        log(f"{name}: {n_speed} samples with {scheduler.upper()}-{steps} in {seconds:.1f} s")
+    n = args.n_samples if args.compare else args.sample_batch_size
     if args.compare:
         out["compare"] = {}
-        for scheduler, steps in (("ddim", args.ddim_steps), ("ddpm", args.ddpm_steps)):
-            samples, seconds = _timed(lambda s=scheduler, k=steps: model.sample(
-                args.n_samples, scheduler=s, num_inference_steps=k, **sample), dev)
+    for scheduler, steps in (("ddim", args.ddim_steps), ("ddpm", args.ddpm_steps)):
+        samples, seconds = _timed(lambda s=scheduler, k=steps: model.sample(n, scheduler=s, num_inference_steps=k,
+                                                                            **sample), dev)
+        out[f"{scheduler}{steps}_samples_per_s"] = n / seconds
+        log(f"{name}: {n} samples with {scheduler.upper()}-{steps} in {seconds:.1f} s")
+        if args.compare:  # same random noise for both schedulers (same seed)
             nearest = nearest_training_dice(samples, volumes)
             out["compare"][f"{scheduler}{steps}"] = {
                 "valid_fraction": valid_fraction(samples),
@@ -112,7 +111,7 @@ def measure(name: str, volumes: np.ndarray, args: argparse.Namespace, dev: torch
                 "nearest_training_dice_max": float(nearest.max()),
                 "seconds": seconds,
             }
-            log(f"{name}: compare {scheduler.upper()}-{steps}: {out['compare'][f'{scheduler}{steps}']}")
+            log(f"{name}: {out['compare'][f'{scheduler}{steps}']}")
     return out
 
 

@@ -95,6 +95,17 @@ def bench_cranialkit(sources, targets, config, dev, batch_size: int) -> dict:
     return out
 
 
+def alpha_sweep(sources, targets, alphas, dev) -> list[dict]:
+    """All pairs at once for each alpha: mean Dice, affine Dice and folding %."""
+    rows = []
+    for alpha in alphas:
+        summary = summarize(register(sources, targets, RegistrationConfig(alpha=alpha), device=dev), sources, targets)
+        rows.append({"alpha": alpha, "dice": [round(r["dice"], 4) for r in summary],
+                     "folding_percent": [round(r["folding_percent"], 4) for r in summary],
+                     "std_log_jacobian": [round(r["std_log_jacobian"], 3) for r in summary]})
+    return rows
+
+
 def bench_simpleitk(sources, targets) -> dict | None:
     """SimpleITK: moments-centred affine, then a B-spline (mesh 8³) by LBFGSB, 3 resolution levels, mean squares
     on masks smoothed by 1 voxel; the source mask is resampled linearly and thresholded at 0.5."""
@@ -149,7 +160,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--skullfix", type=Path, default=None, help="SkullFix root: also register real skulls")
+    parser.add_argument("--no-phantoms", action="store_true", help="only the real skulls of --skullfix")
     parser.add_argument("--no-simpleitk", action="store_true")
+    parser.add_argument("--sweep", type=float, nargs="*", default=None, help="also sweep these alphas (all pairs)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dev = resolve_device(args.device)
@@ -166,7 +179,7 @@ def main() -> None:
         "config": {k: v for k, v in vars(config).items()},
         "results": [],
     }
-    datasets = [("phantom", phantom_pairs)]
+    datasets = [] if args.no_phantoms else [("phantom", phantom_pairs)]
     if args.skullfix is not None:
         datasets.append(("skullfix", lambda r, n: skullfix_pairs(args.skullfix, r, n)))
     for name, make in datasets:
@@ -174,6 +187,8 @@ def main() -> None:
             sources, targets = make(resolution, max(args.pairs, args.batch_size))
             entry = {"data": name, "resolution": resolution, "pairs": len(sources)}
             entry["cranialkit"] = bench_cranialkit(sources, targets, config, dev, args.batch_size)
+            if args.sweep:
+                entry["alpha_sweep"] = alpha_sweep(sources, targets, args.sweep, dev)
             if dev.type == "cpu" and not args.no_simpleitk:
                 entry["simpleitk"] = bench_simpleitk(sources, targets)
             report["results"].append(entry)

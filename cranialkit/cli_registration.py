@@ -9,6 +9,7 @@ Taught in notebook 03_registration_augmentation. Example (4 machines, one shard 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cranialkit.registration import DEFAULT_ALPHA
@@ -45,6 +46,14 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_register_augment(args: argparse.Namespace) -> int:
+    try:
+        return _register_augment(args)
+    except ValueError as exc:  # bad dataset folder, settings mismatch, bad shard...: one clear line, no traceback
+        print(f"cranialkit register-augment: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _register_augment(args: argparse.Namespace) -> int:
     from cranialkit.augment.registration import augment_dataset
     from cranialkit.data.datasets import load_dataset, phantom_dataset
     from cranialkit.registration import RegistrationConfig

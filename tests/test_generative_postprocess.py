@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from cranialkit.data.datasets import load_dataset
-from cranialkit.generative.postprocess import largest_component, to_case, write_generated_dataset
+from cranialkit.generative.postprocess import (
+    largest_component,
+    postprocess_sample,
+    rejection_counts,
+    to_case,
+    write_generated_dataset,
+)
 from cranialkit.io import read_mask
 from cranialkit.jobs import Manifest
 
@@ -79,3 +85,32 @@ def test_write_generated_dataset_checks_arguments(tmp_path):
         write_generated_dataset(np.zeros((2, 1, 8, 8, 8)), tmp_path)
     with pytest.raises(ValueError, match="folder name"):
         write_generated_dataset(np.zeros((1, 2, 8, 8, 8)), tmp_path, name="a/b")
+
+
+def test_rejection_counts_name_the_failed_criterion():
+    good = _pair()
+    no_implant = good.copy()
+    no_implant[1] = 0.0
+    swallowed = good.copy()
+    swallowed[0] = np.maximum(good[0], good[1])  # skull channel covers the implant: implant AND NOT skull is empty
+    floating = good.copy()
+    floating[1] = 0.0
+    floating[1, 10:13, 10:13, 10:13] = 1.0
+    counts = rejection_counts(np.stack([good, no_implant, swallowed, floating, np.zeros_like(good)]))
+    assert counts == {"valid": 1, "skull too small": 1, "implant too small": 2, "implant not touching skull": 1}
+    skull, implant, reason = postprocess_sample(floating)
+    assert reason == "implant not touching skull" and implant.sum() == 27 and skull.any()
+    with pytest.raises(ValueError, match="shape"):
+        rejection_counts(good)
+
+
+def test_overlap_goes_to_the_more_probable_channel():
+    """A decoder unsure where the defect is paints the complete skull in channel 0 and the implant on top of it:
+    the implant is kept where it is the more probable label, and the skull gets the hole."""
+    pair = _pair()
+    probs = np.stack([0.8 * (pair[0] + pair[1]), 0.95 * pair[1]])  # skull channel = complete skull
+    defective, implant = to_case(probs)
+    np.testing.assert_array_equal(implant, pair[1] > 0.5)
+    np.testing.assert_array_equal(defective, pair[0] > 0.5)
+    weaker = np.stack([0.8 * (pair[0] + pair[1]), 0.6 * pair[1]])  # implant less probable than skull: skull wins
+    assert postprocess_sample(weaker)[2] == "implant too small"

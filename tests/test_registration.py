@@ -189,3 +189,17 @@ def test_register_rejects_bad_input():
         register(shell(16), shell(20))
     with pytest.raises(ValueError, match="expected masks"):
         register(np.zeros((2, 2, 8, 8, 8)), np.zeros((2, 2, 8, 8, 8)))
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_register_two_real_skullfix_skulls(shared_data):
+    from cranialkit.io import read_mask
+    from cranialkit.preprocessing import to_grid
+
+    files = [shared_data / "skullfix_sample" / "training_set" / "complete_skull" / f"00{i}.nrrd" for i in (1, 2)]
+    source, target = (to_grid(read_mask(f), (64, 64, 64))[0].array.astype(bool) for f in files)
+    row = summarize(register(source, target, RegistrationConfig()), source, target)[0]
+    assert row["dice"] > 0.85
+    assert row["dice"] > row["dice_affine"] + 0.05
+    assert row["folding_percent"] < 1.0

@@ -174,3 +174,10 @@ def test_cli_killed_midway_then_restarted(tmp_path):
     for name in expected:
         assert np.array_equal(expected[name], got[name]), name
     assert json.loads((killed / "registration_augmentation.json").read_text())["resolution"] == RESOLUTION
+
+
+def test_cli_reports_bad_input(tmp_path, capsys):
+    from cranialkit.cli import main
+
+    assert main(["register-augment", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
+    assert "missing: no such dataset folder" in capsys.readouterr().err

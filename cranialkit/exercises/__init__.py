@@ -9,6 +9,6 @@ at the repository root; the test suite runs every checker against its solution a
 from cranialkit.exercises.registry import EXERCISES, Feedback, check, exercise
 
 # Importing the modules registers their checkers.
-from cranialkit.exercises import nb01  # noqa: E402,F401  isort: skip
+from cranialkit.exercises import nb01, nb11, nb12  # noqa: E402,F401  isort: skip
 
 __all__ = ["EXERCISES", "Feedback", "check", "exercise"]

@@ -39,7 +39,7 @@ def check(exercise_id: str, answer, verbose: bool = True, **context) -> Feedback
         raise KeyError(f"unknown exercise {exercise_id!r}; known exercises: {known}")
     try:
         feedback = EXERCISES[exercise_id](answer, **context)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # None, a string where a number was asked, a wrong shape ...
         feedback = Feedback(False, f"could not check this answer ({exc}); read the exercise text again")
     if verbose:
         print(("✅ " if feedback.ok else "❌ ") + feedback.message)

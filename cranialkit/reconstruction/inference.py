@@ -84,7 +84,8 @@ class Reconstructor:
     """A trained network ready to reconstruct cases at their original geometry.
 
     ``reconstruct(defective)`` takes a defective skull :class:`Volume` (any shape, spacing, direction) and returns
-    the implant as a bool :class:`Volume` on the same grid.
+    the implant as a bool :class:`Volume` on the same grid. ``closing_radius`` (grid voxels) and ``threshold`` (on
+    the sigmoid) tune the post-processing; ``postprocess=False`` keeps the raw thresholded prediction.
     """
 
     def __init__(
@@ -94,12 +95,16 @@ class Reconstructor:
         device: torch.device | str = "auto",
         amp: bool = True,
         postprocess: bool = True,
+        closing_radius: int = 2,
+        threshold: float = 0.5,
     ):
         self.device = pick_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).eval()
         self.config = config
         self.amp = amp
         self.postprocess = postprocess
+        self.closing_radius = int(closing_radius)
+        self.threshold = float(threshold)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", **kwargs) -> Reconstructor:
@@ -114,10 +119,10 @@ class Reconstructor:
         if tuple(defective_grid.shape) != self.config.shape:
             raise ValueError(f"grid shape {defective_grid.shape} differs from the network's {self.config.shape}")
         implant = predict_implants(
-            self.model, defective_grid[None], self.config.target, self.device, 1, self.amp
+            self.model, defective_grid[None], self.config.target, self.device, 1, self.amp, self.threshold
         )[0]
         if self.postprocess and implant.any():
-            implant = postprocess_implant(implant, defective_grid)
+            implant = postprocess_implant(implant, defective_grid, closing_radius=self.closing_radius)
         return implant
 
     def reconstruct(self, defective: Volume) -> Volume:

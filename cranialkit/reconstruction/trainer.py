@@ -8,7 +8,8 @@ cases on the training grid (implant DSC, boundary DSC, HD95 in mm with ``cranial
 DSC is kept as ``best.pt`` and the latest state as ``last.pt`` in ``run_dir`` (written atomically). A run started
 again with the same ``run_dir`` resumes from ``last.pt`` (``torch.load(..., weights_only=True)``) and ends in
 exactly the state an uninterrupted run would have reached: model, optimizer, scheduler and scaler are restored and
-the batches depend only on the step.
+the batches depend only on the step (bit for bit on a CPU; on a GPU up to cuDNN's non-deterministic kernels).
+Under DDP the logged training loss is rank 0's share of the batch.
 
 On CUDA the loop uses autocast (bf16, else fp16 with a ``GradScaler``) and ``torch.compile``; on CPU neither.
 """

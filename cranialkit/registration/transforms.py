@@ -82,7 +82,9 @@ def warp(image: torch.Tensor, ddf: torch.Tensor, mode: str = "bilinear") -> torc
     if mode not in ("bilinear", "nearest"):
         raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
     warper = _WARP_LINEAR if mode == "bilinear" else _WARP_NEAREST
-    warper.ref_grid = None  # the cached grid would be shared between devices and batch sizes
+    cached = warper.ref_grid
+    if cached is not None and (cached.device != ddf.device or cached.dtype != ddf.dtype):
+        warper.ref_grid = None  # MONAI reuses its grid for the same batch and shape but does not check the device
     return warper(image, ddf)
 
 

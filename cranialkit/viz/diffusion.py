@@ -154,6 +154,7 @@ def sampler_tradeoff(results: Sequence[Mapping]) -> Figure:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axs[0].set_ylim(0, 1.02)
+    axs[1].set_ylim(0, 1.02)
     axs[2].set_yscale("log")
     fig.suptitle("Sampling: number of steps vs quality vs time")
     return fig
