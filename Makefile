@@ -27,7 +27,7 @@ unit: setup
 	$(BIN)/python -m pytest -q -ra -m "not notebook"
 
 lint: setup
-	$(BIN)/ruff check cranialkit tests benchmarks data_scripts tools
+	$(BIN)/ruff check cranialkit tests benchmarks data_scripts dev solutions
 
 lab: setup
 	$(BIN)/pip install -e ".[lab]"

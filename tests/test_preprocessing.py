@@ -199,6 +199,7 @@ def test_preprocess_case_shares_one_transform(tmp_path):
 
 
 def test_stack_cases_caches_and_notices_changed_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRANIALKIT_DATA_DIR", str(tmp_path / "data"))  # a cache of its own: other tests stack too
     ds = load_dataset(write_skullbreak(tmp_path / "sb", ids=("000", "001", "002")))
     arrays = stack_cases(ds, shape=(16, 16, 16))
     assert arrays.defective.shape == (6, 16, 16, 16) and arrays.implant.dtype == bool
