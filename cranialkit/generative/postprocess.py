@@ -27,18 +27,10 @@ from scipy import ndimage
 
 from cranialkit.io import write_volume
 from cranialkit.jobs import Manifest
+from cranialkit.preprocessing import largest_component  # noqa: F401  (re-exported: the skull's main piece)
 from cranialkit.volume import Volume
 
 _FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
-
-
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 26-connected component of a boolean mask (empty stays empty)."""
-    labels, count = ndimage.label(mask, structure=_FULL_CONNECTIVITY)
-    if count <= 1:
-        return labels > 0
-    sizes = np.bincount(labels.ravel())[1:]
-    return labels == (int(np.argmax(sizes)) + 1)
 
 
 def remove_specks(mask: np.ndarray, min_voxels: int) -> np.ndarray:
