@@ -6,9 +6,11 @@ mistakes (a voxel count instead of millilitres, a forgotten spacing, ...). Solut
 at the repository root; the test suite runs every checker against its solution and against wrong answers.
 """
 
-from cranialkit.exercises.registry import EXERCISES, Feedback, check, exercise
+from cranialkit.exercises.registry import EXERCISES, Feedback, call_answer, check, exercise
 
 # Importing the modules registers their checkers.
-from cranialkit.exercises import nb01, nb11, nb12  # noqa: E402,F401  isort: skip
+from cranialkit.exercises import (  # noqa: E402,F401  isort: skip
+    nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb08, nb09, nb10, nb11, nb12,
+)
 
-__all__ = ["EXERCISES", "Feedback", "check", "exercise"]
+__all__ = ["EXERCISES", "Feedback", "call_answer", "check", "exercise"]
