@@ -42,14 +42,19 @@ def run(args: argparse.Namespace, augment: str, target: str) -> dict:
     result = train(ModelConfig(args.size, target, shape), config, sources, val, run_dir)
     train_s = time.perf_counter() - started
     model, model_config = load_checkpoint(result.best_path, pick_device(args.device))
-    rows = evaluate_cases(Reconstructor(model, model_config, args.device), splits["test"], progress=False)
+    by_radius = {}
+    for radius in args.closing_radii:
+        reconstructor = Reconstructor(model, model_config, args.device, closing_radius=radius)
+        rows = evaluate_cases(reconstructor, splits["test"], progress=False)
+        by_radius[radius] = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()}
+                             for s in summarize_by_class(rows)]
     return {
         "augment": augment,
         "target": target,
         "train_seconds": round(train_s, 1),
         "val_dsc_curve": [[r["step"], round(r["dsc"], 4)] for r in result.history["val"]],
-        "test_per_class": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()}
-                           for s in summarize_by_class(rows)],
+        "test_per_class": by_radius[args.closing_radii[0]],
+        **({"test_per_class_by_closing_radius": by_radius} if len(by_radius) > 1 else {}),
     }
 
 
@@ -66,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-every", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--closing-radii", type=lambda text: [int(r) for r in text.split(",")], default=[2],
+                        help="post-processing closing radii (grid voxels) to evaluate, comma-separated; the first is "
+                             "the reported one")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--run-root", help="where the runs go (default: <data dir>/runs); existing runs resume")
     parser.add_argument("--quick", action="store_true", help="a few steps at 32³ with 4 subjects (smoke test)")
