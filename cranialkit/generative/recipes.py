@@ -4,7 +4,8 @@ Used by notebooks 04_vae, 05_wgan_gp, 06_introvae, 07_soft_introvae, 09_uds_vs_r
 ``benchmarks/generator_quality.py`` (which checks them), so that all report the same models. At 32³ voxels on the
 phantom dataset (10 subjects × 6 defect classes = 60 pairs); budgeted in steps, not seconds. Relative CPU cost of
 one step at batch 8 (adversarial phase; VAE = 1, ≈ 0.1–0.3 CPU-s): IntroVAE ≈ 3, Soft-IntroVAE ≈ 5, WGAN-GP
-(n_critic = 5) ≈ 9. Only the VAE recipe meets the ≥ 90 % valid target so far (docs/BENCHMARKS.md).
+(n_critic = 5) ≈ 9. The VAE and Soft-IntroVAE recipes meet the ≥ 90 % valid target; IntroVAE comes close (79–93 %
+depending on machine and seed) and WGAN-GP does not yet (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
