@@ -16,6 +16,7 @@ import argparse
 import json
 import platform
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -108,7 +109,8 @@ def alpha_sweep(sources, targets, alphas, dev) -> list[dict]:
 
 def bench_simpleitk(sources, targets) -> dict | None:
     """SimpleITK: moments-centred affine, then a B-spline (mesh 8³) by LBFGSB, 3 resolution levels, mean squares
-    on masks smoothed by 1 voxel; the source mask is resampled linearly and thresholded at 0.5."""
+    on masks smoothed by 1 voxel, metric on a random 20 % of the voxels (with all voxels the B-spline stage took
+    520 s per 64³ pair on one thread); the source mask is resampled linearly and thresholded at 0.5."""
     try:
         import SimpleITK as sitk
     except ImportError:
@@ -123,6 +125,8 @@ def bench_simpleitk(sources, targets) -> dict | None:
                                                     sitk.CenteredTransformInitializerFilter.MOMENTS)
         affine = sitk.ImageRegistrationMethod()
         affine.SetMetricAsMeanSquares()
+        affine.SetMetricSamplingStrategy(affine.RANDOM)
+        affine.SetMetricSamplingPercentage(0.2, 1)
         affine.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-4, 100)
         affine.SetOptimizerScalesFromPhysicalShift()
         affine.SetShrinkFactorsPerLevel([4, 2, 1])
@@ -133,7 +137,10 @@ def bench_simpleitk(sources, targets) -> dict | None:
         bspline = sitk.BSplineTransformInitializer(fixed, [8, 8, 8])
         deformable = sitk.ImageRegistrationMethod()
         deformable.SetMetricAsMeanSquares()
-        deformable.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-6, numberOfIterations=60)
+        deformable.SetMetricSamplingStrategy(deformable.RANDOM)
+        deformable.SetMetricSamplingPercentage(0.2, 1)
+        deformable.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-6, numberOfIterations=60,
+                                        maximumNumberOfFunctionEvaluations=300)
         deformable.SetShrinkFactorsPerLevel([4, 2, 1])
         deformable.SetSmoothingSigmasPerLevel([2, 1, 0])
         deformable.SetMovingInitialTransform(affine_transform)
@@ -145,7 +152,7 @@ def bench_simpleitk(sources, targets) -> dict | None:
         warped = sitk.GetArrayFromImage(sitk.Resample(mask, fixed, composite, sitk.sitkLinear, 0.0)) >= 0.5
         seconds.append(time.perf_counter() - start)
         dice.append(2 * (warped & target).sum() / (warped.sum() + target.sum()))
-    return {"method": "SimpleITK affine + B-spline (mesh 8, LBFGSB 60 it, 3 levels), mean squares",
+    return {"method": "SimpleITK affine + B-spline (mesh 8, LBFGSB ≤ 60 it, 3 levels), mean squares on 20 % of voxels",
             "version": sitk.Version_VersionString(), "seconds_per_pair": float(np.mean(seconds)),
             "dice": [round(float(d), 4) for d in dice]}
 
@@ -192,6 +199,7 @@ def main() -> None:
             if dev.type == "cpu" and not args.no_simpleitk:
                 entry["simpleitk"] = bench_simpleitk(sources, targets)
             report["results"].append(entry)
+            print(json.dumps(entry), file=sys.stderr, flush=True)  # partial results survive an interruption
     print(json.dumps(report, indent=1))
 
 
