@@ -134,9 +134,13 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text).strip("_")
 
 
-def results_table(runs: list[StudyRun]):
+def results_table(runs: list[StudyRun], skipped: dict[str, str] | None = None):
     """A pandas DataFrame, one row per configuration: mean ± std over seeds of the per-seed mean DSC, bDSC, HD95
-    (mm), and the mean DSC per defect class. Infinite HD95 (an empty prediction) counts as missing."""
+    (mm), and the mean DSC per defect class. Infinite HD95 (an empty prediction) counts as missing.
+
+    ``skipped`` maps configurations that were not trained to the reason (e.g. a generator without one valid
+    sample): they get a row of missing values, 0 seeds and the reason in a ``note`` column, so that the table still
+    has a row for every configuration of the study."""
     import pandas as pd
 
     records = []
@@ -158,4 +162,9 @@ def results_table(runs: list[StudyRun]):
     table["seeds"] = grouped.size()
     columns = [c for m in METRICS for c in (m, f"{m} std")]
     columns += [c for c in table.columns if c.startswith("DSC ")] + ["seeds"]
-    return table.loc[order, columns]
+    table = table.loc[order, columns]
+    if skipped:
+        table["note"] = ""
+        for name, reason in skipped.items():
+            table.loc[name] = pd.Series({"seeds": 0, "note": f"not trained: {reason}"})
+    return table

@@ -37,6 +37,16 @@ def test_results_table_means_and_spread_over_seeds():
     assert not image_is_blank(_png(plot_study(table))) and not image_is_blank(_png(plot_class_heatmap(table)))
 
 
+def test_results_table_keeps_a_row_for_skipped_configurations():
+    runs = [StudyRun("A", 0, _rows([0.8, 0.6]))]
+    table = results_table(runs, skipped={"geometric + wgan_gp/random": "no valid generated sample"})
+    assert list(table.index) == ["A", "geometric + wgan_gp/random"]
+    skipped = table.loc["geometric + wgan_gp/random"]
+    assert skipped["seeds"] == 0 and np.isnan(skipped["dsc"]) and "no valid" in skipped["note"]
+    assert table.loc["A", "note"] == "" and table.loc["A", "dsc"] == pytest.approx(0.7)
+    assert not image_is_blank(_png(plot_study(table))) and not image_is_blank(_png(plot_class_heatmap(table)))
+
+
 def _png(figure) -> bytes:
     import io
 
