@@ -79,16 +79,19 @@ def warp(image: torch.Tensor, ddf: torch.Tensor, mode: str = "bilinear") -> torc
     if mode not in ("bilinear", "nearest"):
         raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
     shape = tuple(int(s) for s in ddf.shape[2:])
-    points = _cached_grid(shape, ddf.device, ddf.dtype) + ddf / _half_extent(shape, ddf.device).to(ddf.dtype)
+    grid, half_extent = _cached_grid(shape, ddf.device, ddf.dtype)
+    points = grid + ddf / half_extent
     # grid_sample wants the last axis in (x, y, z) = (k, j, i) order.
-    grid = points.permute(0, 2, 3, 4, 1).flip(-1)
-    return F.grid_sample(image, grid, mode=mode, padding_mode="zeros", align_corners=True)
+    sample_at = points.permute(0, 2, 3, 4, 1).flip(-1)
+    return F.grid_sample(image, sample_at, mode=mode, padding_mode="zeros", align_corners=True)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_grid(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """:func:`normalized_grid` as ``(1, 3, D, H, W)``, kept for the few grid shapes of a pyramid."""
-    return normalized_grid(shape, device).to(dtype).unsqueeze(0)
+def _cached_grid(shape: tuple[int, ...], device: torch.device,
+                 dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`normalized_grid` as ``(1, 3, D, H, W)`` and :func:`_half_extent`, kept for the few grid shapes of a
+    pyramid so that the optimization loop makes neither again (nor copies them to the GPU) at every step."""
+    return normalized_grid(shape, device).to(dtype).unsqueeze(0), _half_extent(shape, device).to(dtype)
 
 
 def warp_mask(mask: torch.Tensor, ddf: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
