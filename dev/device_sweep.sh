@@ -1,26 +1,27 @@
 #!/bin/bash
-# Developer tool: run tuning jobs in parallel on the device (16 cores + GPU); results in $OUT/gen.jsonl and
-# $OUT/recon.txt (keep the outputs to a few files: the device returns only a handful). Edit the job list.
+# Developer tool: run tuning jobs in parallel on the device (16 cores + GPU); results in $OUT/gen.jsonl,
+# $OUT/recon.jsonl and $OUT/logs.txt (keep the outputs to a few files: the device returns only a handful).
+# Edit the job list.
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONUNBUFFERED=1
-mkdir -p /tmp/logs /tmp/recon
-G() { timeout 540 python3 dev/sweep_generators.py "$1" $OUT/gen.jsonl > /tmp/logs/$2.txt 2>&1 & }
-R() { CRANIALKIT_DATA_DIR=/tmp/rq_$1 timeout 540 python3 benchmarks/reconstruction_quality.py --threads 1 --closing-radii 2,1,0 --run-root /tmp/rq_$1/runs ${@:2} > /tmp/recon/$1.json 2> /tmp/logs/recon_$1.txt & }
-W="[400,800,1200,1600]"
-G '{"tag":"x4","name":"wgan_gp","stages":'$W',"lr":1e-3,"config":{"base_channels":16}}' x4
-G '{"tag":"i3b","name":"introvae","stages":[2000,2500],"lr":2e-3,"seed":1,"config":{"warmup_steps":1000,"margin":15,"alpha":0.05}}' i3b
-G '{"tag":"i5","name":"introvae","stages":[2000,2500],"lr":2e-3,"config":{"warmup_steps":1500,"margin":15,"alpha":0.05}}' i5
-G '{"tag":"s1b","name":"soft_introvae","stages":[2000,2500],"lr":2e-3,"seed":1,"config":{"warmup_steps":1000,"beta_neg":4e-3}}' s1b
-L='"n_subjects":20,"stages":[600,1200,2000],"lr":1e-3,"ae_steps":400'
-G '{"tag":"m1","name":"ldm_vqvae",'"$L"',"config":{"autoencoder_lr":3e-3,"autoencoder":{"levels":1}}}' m1
-G '{"tag":"m2","name":"ldm_vae",'"$L"',"config":{"autoencoder_lr":3e-3,"autoencoder":{"levels":1}}}' m2
-G '{"tag":"m3","name":"ldm_vqvae",'"$L"',"config":{"autoencoder_lr":3e-3,"autoencoder":{"levels":2,"num_embeddings":256}}}' m3
-R r1 --augment mild --steps 1200
-R r2 --augment mild --steps 3000 --val-every 500
-R r3 --augment none --steps 3000 --val-every 500
-R r4 --augment mild --steps 3000 --val-every 500 --targets complete
-R r5 --augment mild --steps 3000 --val-every 500 --lr 1e-3
-sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv; uptime
+mkdir -p /tmp/logs
+G() { timeout 530 python3 dev/sweep_generators.py "$1" $OUT/gen.jsonl > /tmp/logs/$2.txt 2>&1 & }
+R() { timeout 530 python3 dev/sweep_reconstruction.py "$1" $OUT/recon.jsonl > /tmp/logs/$2.txt 2>&1 & }
+R '{"tag":"r0"}' r0
+R '{"tag":"r1","loss":"dice_bce"}' r1
+R '{"tag":"r2","channels":[16,32,64,128]}' r2
+R '{"tag":"r3","channels":[16,32,64,128],"loss":"dice_bce"}' r3
+R '{"tag":"r4","channels":[8,16,32,64,128]}' r4
+R '{"tag":"r5","channels":[16,32,64,128],"num_res_units":2}' r5
+W='"stages":[300,600,900],"lr":1e-3'
+G '{"tag":"g1","name":"wgan_gp",'"$W"',"config":{"base_channels":16}}' g1
+L='"n_subjects":20,"lr":1e-3,"ae_steps":400'
+A='"autoencoder_lr":3e-3,"autoencoder":{"levels":2}'
+G '{"tag":"l1","name":"ldm_vqvae",'"$L"',"stages":[600,1200,2000],"config":{'"$A"',"prediction_type":"epsilon"}}' l1
+G '{"tag":"l2","name":"ldm_vqvae",'"$L"',"stages":[600,1200,2000],"config":{'"$A"',"prediction_type":"sample"}}' l2
+G '{"tag":"l3","name":"ldm_vqvae",'"$L"',"stages":[600],"config":{'"$A"'},"compare":[["ddpm",1000],["ddim",50],["ddim",25],["ddim",10]]}' l3
+G '{"tag":"l4","name":"ldm_vae",'"$L"',"stages":[600],"config":{'"$A"'},"compare":[["ddpm",1000],["ddim",50],["ddim",25],["ddim",10]]}' l4
+sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv; uptime
 wait
-cat /tmp/recon/*.json > $OUT/recon.txt; tail -n 5 /tmp/logs/* > $OUT/logs.txt
-wc -l $OUT/gen.jsonl
+tail -n 4 /tmp/logs/* > $OUT/logs.txt
+wc -l $OUT/*.jsonl

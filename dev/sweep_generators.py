@@ -4,7 +4,8 @@
 
 Appends one JSON line per stage to ``out.jsonl``: valid fraction of 100 random samples after post-processing, the
 rejection reasons, nearest-training Dice, diversity, wall seconds so far. For LDMs, ``ae_steps`` sets the
-autoencoder's steps and the stages count denoiser steps (DDIM-50 sampling).
+autoencoder's steps and the stages count denoiser steps (DDIM-50 sampling); ``"compare": [["ddpm", 1000],
+["ddim", 50]]`` then also samples 100 with each scheduler after the last stage and records validity, diversity, time.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cranialkit.generative import get_generator
 from cranialkit.generative.data import phantom_pairs
 from cranialkit.generative.postprocess import rejection_counts
 from cranialkit.generative.sampling import nearest_training_dice, valid_fraction, volume_diversity
+from cranialkit.metrics import dice
 
 
 def main() -> None:
@@ -46,12 +49,30 @@ def main() -> None:
                   device=device, seed=seed, checkpoint_path=ckpt, checkpoint_every=max(1, steps), progress=False,
                   **extra)
         train_s = time.perf_counter() - start
+        if is_ldm and steps == job["stages"][0]:  # how well the autoencoder reconstructs 40 training pairs
+            latents = torch.from_numpy(model.autoencoder.encode_batched(training[:40], device=device))
+            recon = model.autoencoder.decode_batched(latents, device=device) > 0.5
+            ae_dice = [float(np.mean([dice(recon[i, c], training[i, c] > 0.5) for i in range(len(recon))]))
+                       for c in (0, 1)]
+            print(json.dumps({"tag": job.get("tag"), "autoencoder_dice_skull_implant": ae_dice}), flush=True)
         kwargs = {"num_inference_steps": 50} if is_ldm else {}
         samples = model.sample(100, sampler="random", seed=1, device=device, **kwargs)
         nearest = nearest_training_dice(samples, training)
         row = {"job": job, "steps": steps, "train_s": round(train_s, 1), "valid": valid_fraction(samples),
                "rejections": rejection_counts(samples), "nearest_dice": round(float(nearest.mean()), 3),
                "nearest_max": round(float(nearest.max()), 3),
+               "diversity": {k: round(v, 3) for k, v in volume_diversity(samples).items()}}
+        with out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps({k: v for k, v in row.items() if k != "job"} | {"tag": job.get("tag")}), flush=True)
+    for scheduler, n_steps in job.get("compare", []):  # LDMs: samplers after the last stage, same noise
+        started = time.perf_counter()
+        samples = model.sample(100, sampler="random", seed=1, device=device, scheduler=scheduler,
+                               num_inference_steps=int(n_steps), batch_size=50)
+        row = {"job": job, "scheduler": scheduler, "inference_steps": n_steps,
+               "sample_s": round(time.perf_counter() - started, 1), "valid": valid_fraction(samples),
+               "rejections": rejection_counts(samples),
+               "nearest_dice": round(float(nearest_training_dice(samples, training).mean()), 3),
                "diversity": {k: round(v, 3) for k, v in volume_diversity(samples).items()}}
         with out.open("a") as f:
             f.write(json.dumps(row) + "\n")

@@ -85,6 +85,39 @@ def test_schedulers():
         LDMVAE(autoencoder=TINY_AE, **dict(TINY, num_train_timesteps=100))
 
 
+class _OracleDenoiser(torch.nn.Module):
+    """Outputs the exact training target for a known clean latent ``z0``, whatever the prediction type."""
+
+    def __init__(self, model, z0: torch.Tensor):
+        super().__init__()
+        self.alphas, self.target, self.z0 = model.train_scheduler.alphas_cumprod, model._training_target, z0
+
+    def forward(self, zt: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        alpha = self.alphas[timesteps].view(-1, 1, 1, 1, 1)
+        noise = (zt - alpha.sqrt() * self.z0) / (1 - alpha).sqrt()
+        return self.target(self.z0.expand_as(zt), noise, timesteps)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_each_prediction_type_trains_on_its_target_and_samples_back_z0(prediction_type):
+    model = LDMVAE(autoencoder=TINY_AE, prediction_type=prediction_type, **TINY)
+    z0, noise = torch.randn(2, *model.latent_shape), torch.randn(2, *model.latent_shape)
+    t = torch.tensor([10, 900])
+    alpha = model.train_scheduler.alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+    expected = {"epsilon": noise, "sample": z0, "v_prediction": alpha.sqrt() * noise - (1 - alpha).sqrt() * z0}
+    assert torch.allclose(model._training_target(z0, noise, t), expected[prediction_type], atol=1e-5)
+    # With a perfect denoiser, deterministic DDIM lands on the clean latent from any starting noise (up to the
+    # noise of the last step, t = 0: √(1 − ᾱ₀) ≈ 0.04).
+    model.denoiser = _OracleDenoiser(model, z0[:1])
+    out = model.denoise(torch.randn(1, *model.latent_shape), scheduler="ddim", num_inference_steps=10, device="cpu")
+    assert float((out - z0[:1]).abs().mean()) < 0.05 and float((out - z0[:1]).abs().max()) < 0.25
+
+
+def test_prediction_type_is_checked():
+    with pytest.raises(ValueError, match="prediction_type"):
+        LDMVAE(autoencoder=TINY_AE, prediction_type="noise", **TINY)
+
+
 def test_untrained_model_refuses_to_sample():
     model = LDMVQVAE(autoencoder=TINY_AE, **TINY)
     with pytest.raises(RuntimeError, match="latent scale"):

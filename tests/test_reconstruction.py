@@ -54,6 +54,20 @@ def test_network_sizes_and_output_shape():
         build_network("huge")
 
 
+def test_network_writes_raw_logits_at_full_resolution():
+    """The last layer is a bare transposed convolution: no instance norm / PReLU squashing the logits of one
+    channel (which would pin the background near sigmoid 0.5) and no slow one-channel residual unit."""
+    for size in ("tiny", "small"):
+        net = build_network(size)
+        last = net.model[-1]
+        assert isinstance(last, torch.nn.ConvTranspose3d) and last.out_channels == 1, f"{size}: {last}"
+        with torch.no_grad():
+            last.bias.fill_(-5.0)
+            last.weight.zero_()
+            out = net.eval()(torch.ones(1, 1, 32, 32, 32))
+        assert torch.allclose(out, torch.full_like(out, -5.0)), f"{size}: the bias does not reach the output"
+
+
 def test_model_config_checks_and_round_trips():
     config = ModelConfig("small", "complete", (32, 32, 32))
     assert ModelConfig.from_dict(config.to_dict()) == config
@@ -177,6 +191,11 @@ def test_trainer_rejects_mismatches(tmp_path):
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="broken.pt"):
         load_checkpoint(tmp_path / "broken.pt")
+    old_layers = {"model": {"model.2.0.conv.weight": torch.zeros(16, 1, 3, 3, 3)},
+                  "model_config": ModelConfig("tiny", "implant", (16, 16, 16)).to_dict()}
+    torch.save(old_layers, tmp_path / "old_network.pt")
+    with pytest.raises(ValueError, match="old_network.pt: the saved weights do not fit"):
+        load_checkpoint(tmp_path / "old_network.pt")
     with pytest.raises(ValueError, match="TrainConfig.steps"):
         TrainConfig(steps=0)
 

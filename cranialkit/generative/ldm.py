@@ -13,6 +13,11 @@ trains a denoiser ``ε_θ`` (MONAI ``DiffusionModelUNet``, spatial_dims=3) with 
     L = ‖ ε − ε_θ(z_t, t) ‖²
 
 with the noise schedule of diffusers' ``DDPMScheduler`` (T = 1000, "scaled_linear" β from 0.0015 to 0.0195).
+``prediction_type`` changes what the denoiser outputs (diffusers' names): ``"epsilon"`` (the noise ε, above),
+``"sample"`` (z₀ itself) or ``"v_prediction"`` (v = √ᾱ_t·ε − √(1−ᾱ_t)·z₀, Salimans & Ho 2022; the default);
+the schedulers convert any of them into the next z_t. Why v: sampling starts at t = T − 1 where ᾱ ≈ 0.005, and an
+ε-model's estimate of z₀ = (z_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t multiplies the error of ε̂ by ≈ 14 there. At the notebook
+defaults (32³, 600 denoiser steps) ε-prediction gave 18–66 % valid LDM-VQVAE samples, v-prediction 100 %.
 Sampling starts from a noise tensor ``z_T`` and runs the reverse process with diffusers' ``DDPMScheduler``
 (ancestral, stochastic, usually all T steps) or ``DDIMScheduler`` (Song et al. 2021; deterministic with η = 0,
 few steps, e.g. 50), then decodes ``D(z₀ / f)`` and lets post-processing turn it into a case.
@@ -39,6 +44,7 @@ from cranialkit.generative.base import Generator, as_volumes_tensor, register
 from cranialkit.generative.vqvae import VQVAEGenerator
 
 SCHEDULERS = ("ddpm", "ddim")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")  # what the denoiser outputs (diffusers' names)
 
 
 class LatentDiffusion(Generator):
@@ -56,7 +62,7 @@ class LatentDiffusion(Generator):
                  denoiser_channels: tuple[int, ...] | list[int] = (32, 64, 64), num_res_blocks: int = 1,
                  norm_num_groups: int = 16, num_train_timesteps: int = 1000, beta_schedule: str = "scaled_linear",
                  beta_start: float = 0.0015, beta_end: float = 0.0195, autoencoder_steps: int = 500,
-                 autoencoder_lr: float = 1e-3):
+                 autoencoder_lr: float = 1e-3, prediction_type: str = "v_prediction"):
         ae_config = dict(autoencoder or {})
         if ae_config.setdefault("resolution", int(resolution)) != int(resolution):
             raise ValueError(f"autoencoder resolution {ae_config['resolution']} differs from resolution {resolution}")
@@ -67,6 +73,8 @@ class LatentDiffusion(Generator):
             raise ValueError(f"latent side {latent_side} cannot halve {len(denoiser_channels) - 1} times for "
                              f"denoiser_channels={denoiser_channels}: use fewer denoiser levels or fewer "
                              "autoencoder levels")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"unknown prediction_type {prediction_type!r}; choose one of {PREDICTION_TYPES}")
         if any(c % norm_num_groups for c in denoiser_channels):
             raise ValueError(f"denoiser_channels {denoiser_channels} must be multiples of norm_num_groups "
                              f"({norm_num_groups})")
@@ -75,7 +83,7 @@ class LatentDiffusion(Generator):
             num_res_blocks=int(num_res_blocks), norm_num_groups=int(norm_num_groups),
             num_train_timesteps=int(num_train_timesteps), beta_schedule=str(beta_schedule),
             beta_start=float(beta_start), beta_end=float(beta_end), autoencoder_steps=int(autoencoder_steps),
-            autoencoder_lr=float(autoencoder_lr),
+            autoencoder_lr=float(autoencoder_lr), prediction_type=str(prediction_type),
         ))
         self.autoencoder = first_stage
         channels = first_stage.latent_shape[0]
@@ -98,7 +106,7 @@ class LatentDiffusion(Generator):
         """A fresh diffusers scheduler ``"ddpm"`` or ``"ddim"`` with this model's noise schedule."""
         common = dict(num_train_timesteps=self.config["num_train_timesteps"], beta_start=self.config["beta_start"],
                       beta_end=self.config["beta_end"], beta_schedule=self.config["beta_schedule"],
-                      clip_sample=False, prediction_type="epsilon")
+                      clip_sample=False, prediction_type=self.config["prediction_type"])
         if kind == "ddpm":
             return DDPMScheduler(**common)
         if kind == "ddim":
@@ -153,11 +161,21 @@ class LatentDiffusion(Generator):
         noise = torch.randn_like(z0)
         t = torch.randint(0, self.config["num_train_timesteps"], (len(z0),), device=z0.device)
         zt = self.train_scheduler.add_noise(z0, noise, t)
-        loss = torch.nn.functional.mse_loss(self.denoiser(zt, timesteps=t), noise)
+        loss = torch.nn.functional.mse_loss(self.denoiser(zt, timesteps=t), self._training_target(z0, noise, t))
         self.optim["denoiser"].zero_grad(set_to_none=True)
         loss.backward()
         self.optim["denoiser"].step()
         return {"mse": loss.item()}
+
+    def _training_target(self, z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the denoiser learns to output for ``z_t``: ε ("epsilon"), z₀ ("sample") or
+        v = √ᾱ_t·ε − √(1−ᾱ_t)·z₀ ("v_prediction")."""
+        kind = self.config["prediction_type"]
+        if kind == "epsilon":
+            return noise
+        if kind == "sample":
+            return z0
+        return self.train_scheduler.get_velocity(z0, noise, t)
 
     def fit(self, volumes, steps: int, batch_size: int = 8, lr: float = 1e-3, device: str = "auto",
             checkpoint_path: str | os.PathLike | None = None, checkpoint_every: int = 100, seed: int = 0,
@@ -215,9 +233,9 @@ class LatentDiffusion(Generator):
         for start in range(0, len(noise), batch_size):
             z = noise[start:start + batch_size].to(dev).float()
             for t in sched.timesteps:
-                eps = self.denoiser(z, timesteps=torch.full((len(z),), int(t), device=dev, dtype=torch.long))
+                output = self.denoiser(z, timesteps=torch.full((len(z),), int(t), device=dev, dtype=torch.long))
                 kwargs = {"eta": eta} if scheduler == "ddim" else {}
-                z = sched.step(eps, t, z, generator=generator, **kwargs).prev_sample
+                z = sched.step(output, t, z, generator=generator, **kwargs).prev_sample
             out.append(z.cpu())
         return torch.cat(out) if out else torch.empty((0, *self.latent_shape))
 

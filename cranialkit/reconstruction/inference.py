@@ -19,7 +19,7 @@ import torch
 
 from cranialkit.config import device as pick_device
 from cranialkit.config import supports_autocast
-from cranialkit.reconstruction.network import ModelConfig, build_network
+from cranialkit.reconstruction.network import ModelConfig, build_network, load_weights
 from cranialkit.volume import Volume
 
 
@@ -76,7 +76,7 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         raise ValueError(f"{path}: not a cranialkit reconstruction checkpoint (needs 'model' and 'model_config')")
     config = ModelConfig.from_dict(state["model_config"])
     model = build_network(config.size)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], path)
     return model.to(device).eval(), config
 
 

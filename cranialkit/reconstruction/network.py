@@ -10,6 +10,7 @@ the grid (stride 2) and holds ``num_res_units`` residual units, so the grid side
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 import torch
@@ -59,12 +60,19 @@ class ModelConfig:
 
 
 def build_network(size: str = "tiny") -> torch.nn.Module:
-    """A residual U-Net of the named size ("tiny", "small", "paper"): 1 input channel, 1 output channel (logits)."""
+    """A residual U-Net of the named size ("tiny", "small", "paper"): 1 input channel, 1 output channel (logits).
+
+    MONAI's ``UNet`` with residual units, except the last layer: MONAI ends with a transposed convolution to one
+    channel followed by instance norm, PReLU and a one-channel residual unit at full resolution. We keep only the
+    transposed convolution, which writes the logits directly (as MONAI's own top layer does without residual units).
+    The dropped unit holds 28 weights but took 70 % of a CPU training step at 64³ (the backward pass of a
+    one-channel 3D convolution is slow); without it a step is ≈ 2.5× faster for the same accuracy per step.
+    """
     if size not in MODEL_SIZES:
         raise ValueError(f"unknown model size {size!r}; choose one of {tuple(MODEL_SIZES)}")
     spec = MODEL_SIZES[size]
     channels = spec["channels"]
-    return UNet(
+    net = UNet(
         spatial_dims=3,
         in_channels=1,
         out_channels=1,
@@ -73,6 +81,20 @@ def build_network(size: str = "tiny") -> torch.nn.Module:
         num_res_units=spec["num_res_units"],
         norm="instance",
     )
+    top_up = net.model[2]  # Sequential(Convolution(transposed conv, norm, act), ResidualUnit(1 → 1 channel))
+    net.model[2] = top_up[0].conv
+    return net
+
+
+def load_weights(model: torch.nn.Module, weights: dict, path: str | os.PathLike) -> None:
+    """``model.load_state_dict(weights)`` with an error that names the checkpoint when the layers do not fit (for
+    example a checkpoint written before the network's last layer changed: retrain or use a new run folder)."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise ValueError(f"{path}: the saved weights do not fit this version's network ({first}); retrain, or "
+                         "train into a new run folder") from exc
 
 
 def count_parameters(model: torch.nn.Module) -> int:

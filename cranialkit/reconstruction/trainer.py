@@ -33,7 +33,7 @@ from cranialkit.reconstruction import distributed
 from cranialkit.reconstruction.data import MixedBatches, TrainingSource, make_loader
 from cranialkit.reconstruction.inference import autocast_context, predict_implants
 from cranialkit.reconstruction.losses import soft_dice_loss
-from cranialkit.reconstruction.network import ModelConfig, build_network
+from cranialkit.reconstruction.network import ModelConfig, build_network, load_weights
 
 CHECKPOINT_VERSION = 1
 
@@ -194,7 +194,7 @@ def train(
         saved = ModelConfig.from_dict(state["model_config"])
         if saved != model_config:
             raise ValueError(f"{last_path}: checkpoint is for {saved}, not {model_config}; use another run_dir")
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"], last_path)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])

@@ -1,0 +1,89 @@
+"""Tuning sweep (developer tool): train one reconstruction configuration, score the phantom test split.
+
+    python dev/sweep_reconstruction.py '{"tag": "w16", "channels": [16, 32, 64, 128], "steps": 3000}' out.jsonl
+
+Job keys (defaults = notebook 10's): channels, num_res_units, loss ("dice" | "dice_bce"), steps, batch_size, lr,
+augment, n_subjects, resolution, seed, device, threads, amp. Appends one JSON line: mean test DSC over the defect
+classes with closing radius 2, without and with a left-right flip test-time average, plus the seconds trained.
+The network sizes and the loss are patched in for the sweep only; a winner goes into the package properly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.losses import DiceCELoss
+
+import cranialkit.reconstruction.network as network
+import cranialkit.reconstruction.trainer as trainer
+from cranialkit.augment.geometric import preset
+from cranialkit.config import device as pick_device
+from cranialkit.preprocessing import stack_cases
+from cranialkit.reconstruction.data import load_splits, source_from_arrays
+from cranialkit.reconstruction.evaluation import evaluate_cases, summarize_by_class
+from cranialkit.reconstruction.inference import Reconstructor, load_checkpoint
+from cranialkit.reconstruction.network import ModelConfig
+from cranialkit.reconstruction.trainer import TrainConfig, train
+
+
+class FlipAveragedReconstructor(Reconstructor):
+    """Averages the sigmoid of the network on the case and on its mirror along array axis 0 (left-right)."""
+
+    def predict_grid(self, defective_grid: np.ndarray) -> np.ndarray:
+        from cranialkit.preprocessing import postprocess_implant
+
+        defective = np.asarray(defective_grid, bool)
+        x = torch.from_numpy(defective).float()[None, None].to(self.device)
+        with torch.no_grad():
+            mirrored = torch.flip(torch.sigmoid(self.model(torch.flip(x, (2,))).float()), (2,))
+            p = (torch.sigmoid(self.model(x).float()) + mirrored) / 2
+        implant = (p[0, 0] > self.threshold).cpu().numpy() & ~defective
+        if not implant.any():
+            return implant
+        return postprocess_implant(implant, defective, closing_radius=self.closing_radius)
+
+
+def main() -> None:
+    job = json.loads(sys.argv[1])
+    out = Path(sys.argv[2])
+    torch.set_num_threads(int(job.get("threads", 2)))
+    network.MODEL_SIZES["sweep"] = {"channels": tuple(job.get("channels", (8, 16, 32, 64))),
+                                    "num_res_units": int(job.get("num_res_units", 1))}
+    if job.get("loss", "dice") == "dice_bce":
+        dice_ce = DiceCELoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5)
+        trainer.soft_dice_loss = lambda logits, target: dice_ce(logits.float(), target.float())
+    resolution = int(job.get("resolution", 64))
+    shape = (resolution,) * 3
+    splits = load_splits("phantom", int(job.get("n_subjects", 20)), resolution, 0, 0)
+    sources = [source_from_arrays("cases", stack_cases(splits["train"], shape), "implant", 1.0,
+                                  preset(job.get("augment", "mild")))]
+    val = stack_cases(splits["val"], shape)
+    config = TrainConfig(steps=int(job.get("steps", 3000)), batch_size=int(job.get("batch_size", 2)),
+                         lr=float(job.get("lr", 3e-3)), val_every=int(job.get("val_every", 500)),
+                         seed=int(job.get("seed", 0)), device=job.get("device", "auto"), progress=False,
+                         amp=bool(job.get("amp", True)))
+    run_dir = Path(tempfile.mkdtemp()) / "run"
+    started = time.perf_counter()
+    result = train(ModelConfig("sweep", "implant", shape), config, sources, val, run_dir)
+    train_s = time.perf_counter() - started
+    model, model_config = load_checkpoint(result.best_path, pick_device(config.device))
+    row = {"job": job, "train_s": round(train_s, 1),
+           "params": sum(p.numel() for p in model.parameters()),
+           "val_curve": [[r["step"], round(r["dsc"], 4)] for r in result.history["val"]]}
+    for name, cls in (("plain", Reconstructor), ("flip_tta", FlipAveragedReconstructor)):
+        reconstructor = cls(model, model_config, next(model.parameters()).device, closing_radius=2)
+        summary = summarize_by_class(evaluate_cases(reconstructor, splits["test"], progress=False))
+        row[name] = {s["defect_class"]: round(float(s["dsc"]), 4) for s in summary}
+    with out.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps({k: v for k, v in row.items() if k not in ("job",)} | {"tag": job.get("tag")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
