@@ -31,6 +31,11 @@ def pairs() -> np.ndarray:
 
 def test_sample_grid_and_reconstructions(pairs):
     _assert_drawn(vd.sample_grid(pairs, title="toy", n=4, ncols=2))
+    side = pairs.shape[-1]
+    in_voxels = vd.sample_grid(pairs, n=1, ncols=1).axes[0].get_xlim()
+    in_mm = vd.sample_grid(pairs, n=1, ncols=1, spacing_mm=6.5).axes[0].get_xlim()
+    assert abs(in_voxels[1] - in_voxels[0]) == pytest.approx(side, rel=0.1)
+    assert abs(in_mm[1] - in_mm[0]) == pytest.approx(6.5 * side, rel=0.1)  # axes in mm, not voxels
     fig = vd.autoencoder_reconstructions(pairs, {"A": pairs * 0.9, "B": pairs}, n=2)
     _assert_drawn(fig)
     assert len([ax for ax in fig.axes if ax.axison]) == 2 * 3

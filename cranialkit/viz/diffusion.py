@@ -31,13 +31,16 @@ def _pair(volume: np.ndarray, name: str, threshold: float = 0.5) -> dict[str, np
 
 
 def sample_grid(samples: np.ndarray, title: str = "Samples", n: int = 8, ncols: int = 4,
-                view: str = "coronal") -> Figure:
-    """The first ``n`` samples ``(N, 2, S, S, S)`` (thresholded at 0.5) as one slice each through the implant."""
+                view: str = "coronal", spacing_mm: float | None = None) -> Figure:
+    """The first ``n`` samples ``(N, 2, S, S, S)`` (thresholded at 0.5) as one slice each through the implant;
+    axes in mm when ``spacing_mm`` (the generator grid's voxel size) is given, else in voxels."""
     samples = np.asarray(samples)
     if samples.ndim != 5 or len(samples) == 0:
         raise ValueError(f"samples must have shape (N, 2, S, S, S) with N >= 1, got {samples.shape}")
     rows = {f"#{i}": _pair(samples[i], f"samples[{i}]") for i in range(min(n, len(samples)))}
-    return compare_grid(rows, axes=view, title=title, focus=IMPLANT_LABEL, colors=_COLOURS, ncols=ncols)
+    spacing = None if spacing_mm is None else (float(spacing_mm),) * 3
+    return compare_grid(rows, axes=view, spacing=spacing, title=title, focus=IMPLANT_LABEL, colors=_COLOURS,
+                        ncols=ncols)
 
 
 def autoencoder_reconstructions(volumes: np.ndarray, reconstructions: Mapping[str, np.ndarray], n: int = 3,
