@@ -65,7 +65,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from cranialkit.reconstruction.evaluation import evaluate_cases, format_table, summarize_by_class
     from cranialkit.reconstruction.inference import Reconstructor
 
-    reconstructor = Reconstructor.from_checkpoint(args.checkpoint, device=args.device)
+    reconstructor = Reconstructor.from_checkpoint(args.checkpoint, device=args.device,
+                                                  flip_axes=() if args.no_flip else (0,))
     splits = load_splits(args.data, args.n_subjects, reconstructor.config.shape[0], args.data_seed, args.split_seed)
     cases = [c for part in splits.values() for c in part] if args.split == "all" else list(splits[args.split])
     if not cases:
@@ -82,7 +83,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
     from cranialkit.io import read_mask, write_volume
     from cranialkit.reconstruction.inference import Reconstructor
 
-    reconstructor = Reconstructor.from_checkpoint(args.checkpoint, device=args.device)
+    reconstructor = Reconstructor.from_checkpoint(args.checkpoint, device=args.device,
+                                                  flip_axes=() if args.no_flip else (0,))
     defective = read_mask(args.defective)
     implant = reconstructor.reconstruct(defective)
     write_volume(implant, args.output)
@@ -101,7 +103,7 @@ def add_parsers(subparsers) -> None:
 
     p = subparsers.add_parser("train", parents=[common], help="train the reconstruction U-Net (torchrun for DDP)")
     p.add_argument("--resolution", type=int, default=64, help="grid side in voxels (64, 128, 256)")
-    p.add_argument("--size", default="tiny", choices=("tiny", "small", "paper"), help="network size")
+    p.add_argument("--size", default="tiny", choices=("tiny", "compact", "small", "paper"), help="network size")
     p.add_argument("--target", default="implant", choices=("implant", "complete"), help="what the network predicts")
     p.add_argument("--augment", default="mild", choices=("none", "mild", "extreme"), help="geometric preset")
     p.add_argument("--mix", type=_mix_argument, action="append", default=[], metavar="PATH[:WEIGHT]",
@@ -120,6 +122,7 @@ def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("evaluate", parents=[common], help="per-case and per-class DSC, bDSC, HD95 of a split")
     p.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a training run")
     p.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    p.add_argument("--no-flip", action="store_true", help="no left-right mirror averaging at test time")
     p.add_argument("--out", help="folder for implants (NRRD), manifest and metrics.csv (resumable)")
     p.set_defaults(func=_evaluate)
 
@@ -128,4 +131,5 @@ def add_parsers(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, help="implant file to write (.nrrd or .nii.gz)")
     p.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a training run")
     p.add_argument("--device", default="auto")
+    p.add_argument("--no-flip", action="store_true", help="no left-right mirror averaging at test time")
     p.set_defaults(func=_reconstruct)

@@ -150,3 +150,28 @@ def test_gradient_penalty_of_a_linear_critic():
     real, fake = torch.rand(3, 2, 4, 4, 4), torch.rand(3, 2, 4, 4, 4)
     expected = (w.norm() - 1.0) ** 2
     torch.testing.assert_close(gradient_penalty(critic, real, fake), expected)
+
+
+def test_wgan_skull_and_region_output_builds_a_disjoint_pair():
+    torch.manual_seed(0)
+    model = _small("wgan_gp", output="skull_and_region")
+    z = torch.randn(3, 8)
+    skull_region = torch.sigmoid(model.generator(z))
+    pair = model.decode(z)
+    skull, region = skull_region[:, 0], skull_region[:, 1]
+    torch.testing.assert_close(pair[:, 0], skull * (1 - region))
+    torch.testing.assert_close(pair[:, 1], skull * region)
+    # the two channels add up to the complete skull, so a voxel is never more defective skull AND implant than bone
+    torch.testing.assert_close(pair.sum(1), skull)
+    # the prior biases start with thin bone and a half-open region: implant ≈ half of the skull channel on average
+    ratio = float(pair[:, 1].mean() / skull.mean())
+    assert 0.3 < ratio < 0.7
+    with pytest.raises(ValueError, match="unknown output"):
+        _small("wgan_gp", output="complete")
+
+
+def test_wgan_pair_output_is_the_plain_sigmoid():
+    torch.manual_seed(0)
+    model = _small("wgan_gp")
+    z = torch.randn(2, 8)
+    torch.testing.assert_close(model.decode(z), torch.sigmoid(model.generator(z)))
