@@ -116,7 +116,7 @@ def main() -> None:
            "params": sum(p.numel() for p in model.parameters()),
            "val_curve": [[r["step"], round(r["dsc"], 4)] for r in result.history["val"]]}
     for name, cls in (("plain", Reconstructor), ("flip_tta", FlipAveragedReconstructor)):
-        reconstructor = cls(model, model_config, next(model.parameters()).device, closing_radius=2)
+        reconstructor = cls(model, model_config, next(model.parameters()).device, closing_radius=2, flip_axes=())
         summary = summarize_by_class(evaluate_cases(reconstructor, splits["test"], progress=False))
         row[name] = {s["defect_class"]: round(float(s["dsc"]), 4) for s in summary}
     row["thresholds"] = threshold_table(model, model_config, splits, job.get("thresholds", [0.3, 0.4, 0.5, 0.6, 0.7]))
