@@ -34,23 +34,6 @@ from cranialkit.reconstruction.network import ModelConfig
 from cranialkit.reconstruction.trainer import TrainConfig, train
 
 
-class FlipAveragedReconstructor(Reconstructor):
-    """Averages the sigmoid of the network on the case and on its mirror along array axis 0 (left-right)."""
-
-    def predict_grid(self, defective_grid: np.ndarray) -> np.ndarray:
-        from cranialkit.preprocessing import postprocess_implant
-
-        defective = np.asarray(defective_grid, bool)
-        x = torch.from_numpy(defective).float()[None, None].to(self.device)
-        with torch.no_grad():
-            mirrored = torch.flip(torch.sigmoid(self.model(torch.flip(x, (2,))).float()), (2,))
-            p = (torch.sigmoid(self.model(x).float()) + mirrored) / 2
-        implant = (p[0, 0] > self.threshold).cpu().numpy() & ~defective
-        if not implant.any():
-            return implant
-        return postprocess_implant(implant, defective, closing_radius=self.closing_radius)
-
-
 def threshold_table(model, model_config, splits, thresholds) -> dict:
     """Mean DSC over defect classes (val and test) for each threshold, plain and flip-averaged (closing 2)."""
     from cranialkit.io import as_mask
@@ -115,8 +98,9 @@ def main() -> None:
     row = {"job": job, "train_s": round(train_s, 1),
            "params": sum(p.numel() for p in model.parameters()),
            "val_curve": [[r["step"], round(r["dsc"], 4)] for r in result.history["val"]]}
-    for name, cls in (("plain", Reconstructor), ("flip_tta", FlipAveragedReconstructor)):
-        reconstructor = cls(model, model_config, next(model.parameters()).device, closing_radius=2, flip_axes=())
+    for name, flip_axes in (("plain", ()), ("flip_tta", (0,))):
+        reconstructor = Reconstructor(model, model_config, next(model.parameters()).device, closing_radius=2,
+                                      flip_axes=flip_axes)
         summary = summarize_by_class(evaluate_cases(reconstructor, splits["test"], progress=False))
         row[name] = {s["defect_class"]: round(float(s["dsc"]), 4) for s in summary}
     row["thresholds"] = threshold_table(model, model_config, splits, job.get("thresholds", [0.3, 0.4, 0.5, 0.6, 0.7]))

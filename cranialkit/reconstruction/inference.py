@@ -97,7 +97,7 @@ class Reconstructor:
     the sigmoid) tune the post-processing; ``postprocess=False`` keeps the raw thresholded prediction.
     ``flip_axes`` (default ``(0,)``, the left–right axis of the phantoms and of axis-aligned CT, which the training
     augmentation also flips) averages the prediction with the mirrored case's; ``()`` turns it off. On the
-    notebook-10 phantoms it adds 0.004–0.008 test DSC (docs/BENCHMARKS.md).
+    notebook-10 phantoms it added 0.002–0.014 test DSC in 24 runs (docs/BENCHMARKS.md).
     """
 
     def __init__(
