@@ -55,6 +55,17 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def load_weights(model, weights: dict, path: str | os.PathLike,
+                 advice: str = "retrain, or train into a new run folder") -> None:
+    """``model.load_state_dict(weights)`` with an error that names the checkpoint when the layers do not fit (for
+    example a checkpoint written before a network's layers changed); ``advice`` says what to do about it."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise ValueError(f"{path}: the saved weights do not fit this version's network ({first}); {advice}") from exc
+
+
 class Manifest:
     """A JSON-lines file of finished work items, each a dict with a unique ``key``.
 

@@ -120,6 +120,30 @@ def test_load_generator_errors(tmp_path):
         load_generator(junk)
 
 
+def test_weights_of_an_older_network_are_refused_with_the_file_name(tmp_path):
+    """A checkpoint whose layers no longer fit (e.g. written before the decoder's output layer changed)."""
+    model = _small("vae")
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.features")}
+    state["decoder.features.5.conv.weight"] = torch.zeros(2, 4, 3, 3, 3)  # the old transposed-convolution output
+    old = tmp_path / "old_vae.pt"
+    torch.save({"name": "vae", "config": model.config, "state_dict": state}, old)
+    with pytest.raises(ValueError, match=r"old_vae\.pt: the saved weights do not fit.*train again"):
+        load_generator(old)
+
+
+def test_decoder_output_has_no_checkerboard():
+    """Neighbouring output voxels differ less than voxels two apart (a stride-2 transposed convolution at the output
+    gives the opposite, > 2×: the checkerboard that adversarial training exploited)."""
+    torch.manual_seed(0)
+    decoder = ConvDecoder(32, 16, base_channels=8)
+    with torch.no_grad():
+        logits = decoder(torch.randn(4, 16))
+    for axis in (2, 3, 4):
+        step_1 = (logits.narrow(axis, 1, 31) - logits.narrow(axis, 0, 31)).abs().mean()
+        step_2 = (logits.narrow(axis, 2, 30) - logits.narrow(axis, 0, 30)).abs().mean()
+        assert step_1 < step_2, axis
+
+
 def test_blocks_shapes_and_resolution_check():
     assert num_levels(32) == 3 and num_levels(128) == 5
     with pytest.raises(ValueError, match="4·2\\^k"):
@@ -175,3 +199,35 @@ def test_wgan_pair_output_is_the_plain_sigmoid():
     model = _small("wgan_gp")
     z = torch.randn(2, 8)
     torch.testing.assert_close(model.decode(z), torch.sigmoid(model.generator(z)))
+
+
+def test_soft_introvae_adversarial_phase_scales_the_learning_rate_once(tmp_path):
+    """The warm-up trains at ``lr``; the adversarial steps at ``lr · adversarial_lr_scale`` — also after a resume."""
+    ckpt = tmp_path / "soft.pt"
+    args = dict(batch_size=2, lr=1e-3, device="cpu", progress=False, checkpoint_path=ckpt, checkpoint_every=1)
+    model = _small("soft_introvae", warmup_steps=2, adversarial_lr_scale=0.1)
+    model.fit(_volumes(), steps=2, **args)
+    assert {g["lr"] for opt in model.optim.values() for g in opt.param_groups} == {1e-3}
+    model.fit(_volumes(), steps=3, **args)
+    resumed = _small("soft_introvae", warmup_steps=2, adversarial_lr_scale=0.1)
+    resumed.fit(_volumes(), steps=5, **args)
+    for trained in (model, resumed):
+        assert [g["lr"] for opt in trained.optim.values() for g in opt.param_groups] == pytest.approx([1e-4, 1e-4])
+
+
+def test_wgan_region_smoothing_makes_the_region_coarse():
+    """With ``region_smoothing = 4`` the defect region is smooth on a 4× coarser grid: implant / skull, the region,
+    varies little between neighbouring voxels; a smoothing that does not divide the grid is refused."""
+    torch.manual_seed(0)
+    model = get_generator("wgan_gp")(**SMALL, output="skull_and_region", region_smoothing=4)
+    z = torch.randn(2, SMALL["latent_dim"])
+    with torch.no_grad():
+        logits, pair = model.generator(z), model.decode(z)
+    assert pair.shape == (2, 2, 16, 16, 16)
+    region = pair[:, 1] / (pair[:, 0] + pair[:, 1])
+    raw_region = torch.sigmoid(logits[:, 1])
+    jump = (region[..., 1:] - region[..., :-1]).abs().mean()
+    raw_jump = (raw_region[..., 1:] - raw_region[..., :-1]).abs().mean()
+    assert jump < 0.5 * raw_jump
+    with pytest.raises(ValueError, match="region_smoothing"):
+        get_generator("wgan_gp")(**SMALL, region_smoothing=3)

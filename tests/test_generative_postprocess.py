@@ -7,7 +7,10 @@ import pytest
 
 from cranialkit.data.datasets import load_dataset
 from cranialkit.generative.postprocess import (
+    REJECTION_REASONS,
     largest_component,
+    main_component_fraction,
+    mean_face_neighbours,
     postprocess_sample,
     rejection_counts,
     to_case,
@@ -97,7 +100,8 @@ def test_rejection_counts_name_the_failed_criterion():
     floating[1] = 0.0
     floating[1, 10:13, 10:13, 10:13] = 1.0
     counts = rejection_counts(np.stack([good, no_implant, swallowed, floating, np.zeros_like(good)]))
-    assert counts == {"valid": 1, "skull too small": 1, "implant too small": 2, "implant not touching skull": 1}
+    expected = {"valid": 1, "skull too small": 1, "implant too small": 2, "implant not touching skull": 1}
+    assert counts == {**dict.fromkeys(REJECTION_REASONS, 0), **expected}
     skull, implant, reason = postprocess_sample(floating)
     assert reason == "implant not touching skull" and implant.sum() == 27 and skull.any()
     with pytest.raises(ValueError, match="shape"):
@@ -114,3 +118,48 @@ def test_overlap_goes_to_the_more_probable_channel():
     np.testing.assert_array_equal(defective, pair[0] > 0.5)
     weaker = np.stack([0.8 * (pair[0] + pair[1]), 0.6 * pair[1]])  # implant less probable than skull: skull wins
     assert postprocess_sample(weaker)[2] == "implant too small"
+
+
+def test_mean_face_neighbours_tells_surfaces_from_speckle():
+    block = np.zeros((12, 12, 12), bool)
+    block[2:10, 2:10, 2:10] = True  # 8³ block: 6 inside, fewer on the faces → 6 · (1 − 1/8) = 5.25
+    assert mean_face_neighbours(block) == pytest.approx(6 * (1 - 1 / 8))
+    sheet = np.zeros((12, 12, 12), bool)
+    sheet[2:10, 2:10, 5] = True  # one voxel thick: 4 in-plane neighbours, fewer at the rim → 4 · (1 − 1/8) = 3.5
+    assert mean_face_neighbours(sheet) == pytest.approx(4 * (1 - 1 / 8))
+    checkerboard = (np.indices((12, 12, 12)).sum(0) % 2 == 0) & block
+    assert mean_face_neighbours(checkerboard) == 0.0
+    assert mean_face_neighbours(np.zeros((4, 4, 4), bool)) == 0.0
+    assert mean_face_neighbours(_pair()[0] > 0.5) > 2.5  # the test shell
+
+
+def test_main_component_fraction():
+    mask = np.zeros((10, 10, 10), bool)
+    assert main_component_fraction(mask) == 0.0
+    mask[1:4, 1:4, 1:4] = True  # 27 voxels
+    mask[6:8, 6:8, 6:8] = True  # 8 voxels, apart
+    assert main_component_fraction(mask) == pytest.approx(27 / 35)
+
+
+def test_speckled_and_scattered_samples_are_rejected():
+    """Noise that passes the size and contact tests in letter: a checkerboard skull or implant, and an implant of
+    many small pieces over the vault."""
+    good = _pair()
+    odd = np.indices(good.shape[1:]).sum(0) % 2 == 1
+    cube = np.zeros(odd.shape, bool)
+    cube[2:22, 2:22, 2:22] = True
+    speckled_skull = good.copy()
+    speckled_skull[0] = 0.9 * (cube & ~odd)  # a checkerboard block (one 26-connected piece, big enough)
+    assert postprocess_sample(speckled_skull)[2] == "skull speckled"
+    speckled_implant = good.copy()
+    speckled_implant[1] = good[1] * ~odd
+    assert postprocess_sample(speckled_implant)[2] == "implant speckled"
+    scattered = good.copy()
+    scattered[1] = 0.0
+    for corner in np.indices((2, 2, 2)).reshape(3, -1).T:  # 8 holes of 2×2×2 voxels, one towards each corner
+        i, j, k = 12 + np.where(corner == 1, 5, -6)
+        scattered[0, i:i + 2, j:j + 2, k:k + 2] = 0.0
+        scattered[1, i:i + 2, j:j + 2, k:k + 2] = 1.0
+    skull, implant, reason = postprocess_sample(scattered)
+    assert reason == "implant scattered" and main_component_fraction(implant) < 0.5
+    assert postprocess_sample(good)[2] is None

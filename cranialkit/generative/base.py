@@ -34,10 +34,11 @@ import torch
 from torch import nn
 
 from cranialkit.config import device as resolve_device
-from cranialkit.jobs import atomic_torch_save
+from cranialkit.jobs import atomic_torch_save, load_weights
 
 _REGISTRY: dict[str, type[Generator]] = {}
 # Modules of this package that hold no generator (skipped when looking for registered ones).
+RETRAIN_ADVICE = "it was written by an older cranialkit: delete it and train again"
 _NON_GENERATOR_MODULES = {"base", "blocks", "data", "sampling", "postprocess", "recipes"}
 
 
@@ -219,7 +220,7 @@ class Generator(nn.Module, abc.ABC):
         if ckpt.get("name") != self.name or ckpt.get("config") != self.config:
             raise ValueError(f"{path}: checkpoint is for {ckpt.get('name')!r} with config {ckpt.get('config')}, "
                              f"not {self.name!r} with {self.config}; delete it or pass another checkpoint_path")
-        self.load_state_dict(ckpt["state_dict"])
+        load_weights(self, ckpt["state_dict"], path, advice=RETRAIN_ADVICE)
         for key, state in ckpt.get("optimizers", {}).items():
             self.optim[key].load_state_dict(state)
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
@@ -291,7 +292,7 @@ def load_generator(path: str | os.PathLike, device: str = "auto") -> Generator:
     if not isinstance(ckpt, dict) or not {"name", "config", "state_dict"} <= set(ckpt):
         raise ValueError(f"{path}: not a generator checkpoint (needs keys name, config, state_dict)")
     model = get_generator(ckpt["name"])(**ckpt["config"])
-    model.load_state_dict(ckpt["state_dict"])
+    load_weights(model, ckpt["state_dict"], path, advice=RETRAIN_ADVICE)
     return model.to(resolve_device(device)).eval()
 
 

@@ -8,7 +8,12 @@ Both halve / double the grid ``levels = log2(S / 4)`` times between S³ voxels a
 ``base_channels · 2^level`` feature maps (capped at ``max_channels``); each level is a strided MONAI
 ``Convolution`` followed by a MONAI ``ResidualUnit``. No normalisation layers by default: the networks are shallow,
 a WGAN-GP critic must not use batch statistics, and instance norm is slow on CPU (≈ 2× the step time at 32³).
-The decoder's last transposed convolution writes the logits directly, so nothing else runs at full resolution.
+The decoder's last level up-samples by trilinear interpolation and then convolves at full resolution (a
+"resize-convolution", Odena et al. 2016): one 3³ convolution with activation, one that writes the logits. A stride-2
+transposed convolution there leaves a checkerboard that no later layer smooths out, and adversarial training
+(Soft-IntroVAE, WGAN-GP) learnt to exploit it — samples made of alternating voxels that passed the first validity
+criteria. With only the logits convolution after the interpolation the VAE's samples were blurrier (69 % valid
+against 84 % with the extra convolution, one seed each; docs/BENCHMARKS.md, session 5).
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import torch
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
+# Bump when the layers of these blocks change: checkpoint names hash it (recipes.checkpoint_path), so notebooks
+# retrain instead of loading weights that no longer fit. 2: resize-convolution output (session 5).
+NETWORK_VERSION = 2
 BOTTLENECK = 4  # voxels per side at the bottleneck
 # Initial output log-odds per channel: ~5 % of voxels are skull and ~0.7 % implant in the training volumes, so
 # starting from these biases skips the first phase of training in which the decoder only learns "mostly empty".
@@ -70,16 +78,26 @@ class ConvDecoder(nn.Module):
         for level, c_in in enumerate(channels):
             last = level == len(channels) - 1
             layers.append(ResidualUnit(3, c_in, c_in, subunits=1, act=act, norm=norm))
-            if last:  # the final up-sampling writes the logits directly (no extra full-resolution conv: fast on CPU)
-                layers.append(Convolution(3, c_in, out_channels, strides=2, kernel_size=3, is_transposed=True,
-                                          conv_only=True))
+            if last:  # resize-convolution to the logits: no checkerboard (module docstring)
+                layers.append(nn.Upsample(scale_factor=2, mode="trilinear", align_corners=False))
+                layers.append(Convolution(3, c_in, c_in, kernel_size=3, act=act, norm=norm))
+                layers.append(nn.Conv3d(c_in, out_channels, kernel_size=3, padding=1))
             else:
                 layers.append(Convolution(3, c_in, channels[level + 1], strides=2, kernel_size=3, act=act, norm=norm,
                                           is_transposed=True))
         self.features = nn.Sequential(*layers)
         if out_channels == len(OUTPUT_PRIOR_LOGITS):
-            with torch.no_grad():
-                layers[-1].conv.bias.copy_(torch.tensor(OUTPUT_PRIOR_LOGITS))
+            self.set_output_bias(OUTPUT_PRIOR_LOGITS)
+
+    @property
+    def output_layer(self) -> nn.Conv3d:
+        """The convolution that writes the logits (its bias sets the initial log-odds of each channel)."""
+        return self.features[-1]
+
+    def set_output_bias(self, logits: tuple[float, ...]) -> None:
+        """Start every output channel at these log-odds (e.g. "≈ 5 % of the voxels are skull")."""
+        with torch.no_grad():
+            self.output_layer.bias.copy_(torch.tensor(logits, dtype=self.output_layer.bias.dtype))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.head(z).view(len(z), self.bottleneck_channels, BOTTLENECK, BOTTLENECK, BOTTLENECK)

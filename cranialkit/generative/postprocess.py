@@ -4,7 +4,9 @@ Taught in notebook 04_vae (used by 05–09 and by ``cranialkit generate``).
 
 A generator decodes 2-channel probabilities (channel 0 = defective skull, channel 1 = implant). A usable training
 case needs binary masks that do not overlap, no floating specks, one connected skull and an implant that fills a
-hole in it. :func:`to_case` enforces that and rejects what cannot be repaired (:func:`postprocess_sample` and
+hole in it — and, since a generator can satisfy those in letter with noise, surfaces that are not speckled and an
+implant that is one main piece (:func:`mean_face_neighbours`, :func:`main_component_fraction`). :func:`to_case`
+enforces that and rejects what cannot be repaired (:func:`postprocess_sample` and
 :func:`rejection_counts` say which criterion failed); :func:`write_generated_dataset` writes accepted cases in the
 SkullBreak layout (``complete_skull/NNN.nrrd``, ``defective_skull/<class>/NNN.nrrd``, ``implant/<class>/NNN.nrrd``)
 so that the reconstruction trainer reads them like any other dataset.
@@ -31,6 +33,8 @@ from cranialkit.preprocessing import largest_component  # noqa: F401  (re-export
 from cranialkit.volume import Volume
 
 _FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+_FACE_NEIGHBOURS = ndimage.generate_binary_structure(3, 1).astype(np.int32)
+_FACE_NEIGHBOURS[1, 1, 1] = 0
 
 
 def remove_specks(mask: np.ndarray, min_voxels: int) -> np.ndarray:
@@ -44,7 +48,30 @@ def remove_specks(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     return keep[labels]
 
 
-REJECTION_REASONS = ("skull too small", "implant too small", "implant not touching skull")
+def mean_face_neighbours(mask: np.ndarray) -> float:
+    """Mean number of face neighbours (of 6) that each voxel of ``mask`` has inside ``mask``; 0.0 for an empty mask.
+
+    A measure of speckle: a solid block scores close to 6, a sheet one voxel thick 4, a line 2, scattered voxels or
+    a checkerboard 0. The phantom training pairs at 32³ score 3.0–3.7 (skull) and 2.5–3.6 (implant).
+    """
+    m = np.asarray(mask, dtype=bool)
+    if not m.any():
+        return 0.0
+    counts = ndimage.convolve(m.astype(np.int32), _FACE_NEIGHBOURS, mode="constant")
+    return float(counts[m].mean())
+
+
+def main_component_fraction(mask: np.ndarray) -> float:
+    """Fraction of the voxels of ``mask`` in its largest 26-connected component (1.0 for one piece, 0.0 if empty)."""
+    labels, count = ndimage.label(mask, structure=_FULL_CONNECTIVITY)
+    if count == 0:
+        return 0.0
+    sizes = np.bincount(labels.ravel())[1:]
+    return float(sizes.max() / sizes.sum())
+
+
+REJECTION_REASONS = ("skull too small", "skull speckled", "implant too small", "implant speckled",
+                     "implant scattered", "implant not touching skull")
 
 
 def postprocess_sample(
@@ -53,6 +80,8 @@ def postprocess_sample(
     min_skull_fraction: float = 0.01,
     min_implant_fraction: float = 5e-4,
     speck_fraction: float = 1e-4,
+    min_face_neighbours: float = 2.0,
+    min_implant_main_fraction: float = 0.5,
     require_contact: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, str | None]:
     """Post-process one sample ``(2, S, S, S)`` into ``(defective, implant, reason)``; ``reason`` is None if valid.
@@ -61,9 +90,14 @@ def postprocess_sample(
     module docstring); keep the skull's largest connected component; drop implant components smaller than
     ``speck_fraction``·S³ voxels (at least 2 voxels).
     ``reason`` (one of :data:`REJECTION_REASONS`, checked in that order) says why a sample is not a usable case:
-    the skull has fewer than ``min_skull_fraction``·S³ voxels, the implant fewer than ``min_implant_fraction``·S³
-    (at 32³: 328 and 16 voxels), or — with ``require_contact`` — the implant does not touch the skull (a floating
-    implant fills no defect).
+
+    - "skull too small" / "implant too small": fewer than ``min_skull_fraction``·S³ / ``min_implant_fraction``·S³
+      voxels (at 32³: 328 and 16 voxels);
+    - "skull speckled" / "implant speckled": its voxels have on average fewer than ``min_face_neighbours`` face
+      neighbours (:func:`mean_face_neighbours`: real shells 2.5–3.7, a checkerboard or dust ≈ 0–1);
+    - "implant scattered": its largest piece holds less than ``min_implant_main_fraction`` of its voxels (training
+      implants: ≥ 0.9; a defect is one hole, not specks spread over the vault);
+    - "implant not touching skull" (with ``require_contact``): a floating implant fills no defect.
     """
     p = np.asarray(probs)
     if p.ndim != 4 or p.shape[0] != 2:
@@ -77,11 +111,17 @@ def postprocess_sample(
     implant = remove_specks(implant, max(2, int(round(speck_fraction * n_voxels))))
     reason = None
     if skull.sum() < min_skull_fraction * n_voxels:
-        reason = REJECTION_REASONS[0]
+        reason = "skull too small"
+    elif mean_face_neighbours(skull) < min_face_neighbours:
+        reason = "skull speckled"
     elif implant.sum() < min_implant_fraction * n_voxels:
-        reason = REJECTION_REASONS[1]
+        reason = "implant too small"
+    elif mean_face_neighbours(implant) < min_face_neighbours:
+        reason = "implant speckled"
+    elif main_component_fraction(implant) < min_implant_main_fraction:
+        reason = "implant scattered"
     elif require_contact and not np.any(ndimage.binary_dilation(implant, structure=_FULL_CONNECTIVITY) & skull):
-        reason = REJECTION_REASONS[2]
+        reason = "implant not touching skull"
     return skull, implant, reason
 
 

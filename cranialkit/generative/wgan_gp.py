@@ -22,11 +22,15 @@ None, so latent-space plots show the sampled points only.
 pair as ``(c·(1 − r), c·r)`` before the critic sees it. The implant then inherits the skull's shell shape, and
 the generator only has to place a smooth blob where bone is missing — a far easier target for a GAN than a thin
 shell covering < 1 % of the voxels (with ``"pair"`` almost every sample had too small an implant).
+``region_smoothing`` k (voxels) makes that blob smooth by construction: the region's logits are averaged over
+k³ blocks and interpolated back (trilinear), so ``r`` lives on an (S/k)³ grid. Without it (k = 1) the generator
+painted the implant as specks scattered over the vault, which the critic did not punish.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from cranialkit.generative.base import Generator, register
 from cranialkit.generative.blocks import ConvDecoder, ConvEncoder
@@ -48,18 +52,21 @@ class WGANGP(Generator):
     """WGAN-GP: decoder-shaped generator, encoder-shaped critic, gradient penalty λ, n_critic steps per G step."""
 
     def __init__(self, resolution: int = 32, latent_dim: int = 32, base_channels: int = 8, max_channels: int = 128,
-                 n_critic: int = 5, gp_weight: float = 10.0, output: str = "pair"):
+                 n_critic: int = 5, gp_weight: float = 10.0, output: str = "pair", region_smoothing: int = 1):
         super().__init__(dict(resolution=resolution, latent_dim=latent_dim, base_channels=base_channels,
-                              max_channels=max_channels, n_critic=n_critic, gp_weight=gp_weight, output=output))
+                              max_channels=max_channels, n_critic=n_critic, gp_weight=gp_weight, output=output,
+                              region_smoothing=region_smoothing))
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        if region_smoothing < 1 or resolution % region_smoothing:
+            raise ValueError(f"region_smoothing must be >= 1 and divide the resolution {resolution}, "
+                             f"got {region_smoothing}")
         if output not in OUTPUTS:
             raise ValueError(f"unknown output {output!r}; choose one of {OUTPUTS}")
         blocks = {"base_channels": base_channels, "max_channels": max_channels}
         self.generator = ConvDecoder(resolution, latent_dim, **blocks)
         if output == "skull_and_region":  # start at "complete skull ~5 % of the voxels, region everywhere 50 %"
-            with torch.no_grad():
-                self.generator.features[-1].conv.bias.copy_(torch.tensor(SKULL_AND_REGION_PRIOR_LOGITS))
+            self.generator.set_output_bias(SKULL_AND_REGION_PRIOR_LOGITS)
         self.critic = ConvEncoder(resolution, 1, **blocks)
 
     @property
@@ -68,10 +75,15 @@ class WGANGP(Generator):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent codes ``(n, latent_dim)`` → probabilities (defective skull, implant) ``(n, 2, S, S, S)``."""
-        probs = torch.sigmoid(self.generator(z))
+        logits = self.generator(z)
         if self.config["output"] == "pair":
-            return probs
-        skull, region = probs[:, :1], probs[:, 1:]
+            return torch.sigmoid(logits)
+        skull, region_logits = torch.sigmoid(logits[:, :1]), logits[:, 1:]
+        k = int(self.config["region_smoothing"])
+        if k > 1:  # the region on a coarse grid: one smooth blob, not specks (module docstring)
+            region_logits = F.interpolate(F.avg_pool3d(region_logits, k), scale_factor=k, mode="trilinear",
+                                          align_corners=False)
+        region = torch.sigmoid(region_logits)
         return torch.cat([skull * (1.0 - region), skull * region], dim=1)
 
     def optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:

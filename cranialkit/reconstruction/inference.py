@@ -20,7 +20,8 @@ import torch
 
 from cranialkit.config import device as pick_device
 from cranialkit.config import supports_autocast
-from cranialkit.reconstruction.network import ModelConfig, build_network, load_weights
+from cranialkit.jobs import load_weights
+from cranialkit.reconstruction.network import ModelConfig, build_network
 from cranialkit.volume import Volume
 
 

@@ -10,7 +10,6 @@ the grid (stride 2) and holds ``num_res_units`` residual units, so the grid side
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 
 import torch
@@ -87,17 +86,6 @@ def build_network(size: str = "tiny") -> torch.nn.Module:
     top_up = net.model[2]  # Sequential(Convolution(transposed conv, norm, act), ResidualUnit(1 → 1 channel))
     net.model[2] = top_up[0].conv
     return net
-
-
-def load_weights(model: torch.nn.Module, weights: dict, path: str | os.PathLike) -> None:
-    """``model.load_state_dict(weights)`` with an error that names the checkpoint when the layers do not fit (for
-    example a checkpoint written before the network's last layer changed: retrain or use a new run folder)."""
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise ValueError(f"{path}: the saved weights do not fit this version's network ({first}); retrain, or "
-                         "train into a new run folder") from exc
 
 
 def count_parameters(model: torch.nn.Module) -> int:

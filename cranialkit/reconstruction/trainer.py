@@ -28,12 +28,12 @@ from tqdm.auto import tqdm
 
 from cranialkit.config import device as pick_device
 from cranialkit.config import seed_everything, supports_autocast
-from cranialkit.jobs import atomic_torch_save, atomic_write_text
+from cranialkit.jobs import atomic_torch_save, atomic_write_text, load_weights
 from cranialkit.reconstruction import distributed
 from cranialkit.reconstruction.data import MixedBatches, TrainingSource, make_loader
 from cranialkit.reconstruction.inference import autocast_context, predict_implants
 from cranialkit.reconstruction.losses import soft_dice_loss
-from cranialkit.reconstruction.network import ModelConfig, build_network, load_weights
+from cranialkit.reconstruction.network import ModelConfig, build_network
 
 CHECKPOINT_VERSION = 1
 

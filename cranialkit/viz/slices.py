@@ -265,7 +265,7 @@ def compare_grid(rows: Mapping[str, Mapping[str, Volume | np.ndarray]], axes: st
         fig.suptitle(title)
     _legend(fig, colours)
     height = 3.5 * n_rows + 0.6
-    fig.tight_layout(rect=(0, 0.65 / height, 1, 1 - (0.45 / height if title else 0)))
+    fig.tight_layout(rect=(0, 0.65 / height, 1, 1 - (0.45 / height if title else 0)), h_pad=1.8)
     return fig
 
 
