@@ -5,7 +5,7 @@ Used by notebooks 04_vae, 05_wgan_gp, 06_introvae, 07_soft_introvae, 09_uds_vs_r
 phantom dataset (10 subjects × 6 defect classes = 60 pairs); budgeted in steps, not seconds. Relative CPU cost of
 one step at batch 8 (adversarial phase; VAE = 1, ≈ 0.1–0.3 CPU-s): IntroVAE ≈ 3, Soft-IntroVAE ≈ 5, WGAN-GP
 (n_critic = 3) ≈ 6. Validity under the session-5 criteria (speckle and scatter tests, resize-convolution decoder)
-is 63–87 % for all four: below the ≥ 90 % target (docs/BENCHMARKS.md, session 5). The earlier 94–100 % figures
+is 64–85 % for all four: below the ≥ 90 % target (docs/BENCHMARKS.md, session 5). The earlier 94–100 % figures
 counted speckled and checkerboard samples as valid.
 """
 
@@ -25,17 +25,17 @@ from cranialkit.generative.blocks import NETWORK_VERSION
 RECIPES: dict[str, dict] = {
     # 2000 steps (not 500): at 500 the samples were 100 % valid but blurry (reconstruction loss 0.61, half of them
     # shapeless blobs that the criteria still accept); at 2000: loss 0.16, 94 % valid, nearest-training Dice 0.61.
-    # Session 5 (resize-convolution decoder, speckle/scatter criteria): 84 % valid.
+    # Session 5 (resize-convolution decoder, speckle/scatter criteria): 85 % valid in notebook 04.
     "vae": {"steps": 2000, "batch_size": 8, "lr": 2e-3, "config": {"latent_dim": 32, "beta": 1e-3}},
     # The generator paints the complete skull and a defect region (output "skull_and_region"); painting the pair
     # directly gave 0–64 % valid (implants too small). n_critic 3 and 1500 steps: 97–100 % valid over two seeds
     # (n_critic 5 and 1200 steps: 93–100 % over four seeds, 1.3× the CPU time), ≈ 0.23 s per step on 2 cores —
-    # but those implants were specks over the vault. Session 5 (new decoder and criteria): 87 % valid.
+    # but those implants were specks over the vault. Session 5 (new decoder and criteria): 64 % in notebook 05.
     "wgan_gp": {"steps": 1500, "batch_size": 8, "lr": 1e-3,
                 "config": {"latent_dim": 32, "n_critic": 3, "output": "skull_and_region"}},
     # 1500 VAE warm-up steps, then 1000 adversarial ones with a margin just above the real data's KL (≈ 10–15 nats)
     # and a gentle α: 93 % valid (H100 sweep, docs/BENCHMARKS.md). With margin 60 / α 0.25 / 400 steps the encoder
-    # won the game and 89 % of the samples were rejected. Session 5: 63 % valid after the warm-up (new decoder).
+    # won the game and 89 % of the samples were rejected. Session 5: 79 % in notebook 06 (63 % after the warm-up).
     "introvae": {"steps": 2500, "batch_size": 8, "lr": 2e-3,
                  "config": {"latent_dim": 32, "warmup_steps": 1500, "alpha": 0.05, "beta": 1000.0, "margin": 15.0}},
     # 1500 VAE warm-up steps, then 150 adversarial ones at a tenth of the learning rate: 83 % valid, as after the
