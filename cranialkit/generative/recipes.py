@@ -40,7 +40,8 @@ RECIPES: dict[str, dict] = {
                  "config": {"latent_dim": 32, "warmup_steps": 1500, "alpha": 0.05, "beta": 1000.0, "margin": 15.0}},
     # 1500 VAE warm-up steps, then 150 adversarial ones at a tenth of the learning rate: 83 % valid in a sweep (73 %
     # in notebook 07), as after the warm-up alone. At the full rate the adversarial phase wrecked the model (21 %);
-    # at a tenth it degrades after ~150 steps (63 % at 300). The old recipe (250 + 150 steps at full rate) drew checkerboards (docs/BENCHMARKS.md).
+    # at a tenth it degrades after ~150 steps (63 % at 300). The old recipe (250 + 150 steps at full rate) drew
+    # checkerboards (docs/BENCHMARKS.md).
     "soft_introvae": {"steps": 1650, "batch_size": 8, "lr": 2e-3,
                       "config": {"latent_dim": 32, "warmup_steps": 1500, "beta_kl": 1e-3, "beta_neg": 4e-3,
                                  "adversarial_lr_scale": 0.1}},
