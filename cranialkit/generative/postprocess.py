@@ -16,7 +16,7 @@ Overlap: where both channels exceed the threshold, the voxel goes to the channel
 defective skull is a *given* input. Here both channels are uncertain predictions: a decoder that is not sure where
 the defect is paints the complete skull in channel 0 and a confident implant on top of it, and the old rule
 erased those implants — 58 of 100 VAE samples were rejected as "implant too small" with implant probabilities up
-to 0.99; with this rule the same samples were 100 % valid.) The validity criteria themselves are unchanged.
+to 0.99; with this rule the same samples were 100 % valid.) That change left the validity criteria as they were.
 """
 
 from __future__ import annotations
@@ -37,12 +37,15 @@ _FACE_NEIGHBOURS = ndimage.generate_binary_structure(3, 1).astype(np.int32)
 _FACE_NEIGHBOURS[1, 1, 1] = 0
 
 
+def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """26-connected component labels of ``mask`` and the voxel count of each label (index 0 = background)."""
+    labels, _ = ndimage.label(mask, structure=_FULL_CONNECTIVITY)
+    return labels, np.bincount(labels.ravel())
+
+
 def remove_specks(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     """Drop 26-connected components smaller than ``min_voxels`` voxels."""
-    labels, count = ndimage.label(mask, structure=_FULL_CONNECTIVITY)
-    if count == 0:
-        return mask.astype(bool)
-    sizes = np.bincount(labels.ravel())
+    labels, sizes = _components(mask)
     keep = sizes >= min_voxels
     keep[0] = False
     return keep[labels]
@@ -64,11 +67,8 @@ def mean_face_neighbours(mask: np.ndarray) -> float:
 
 def main_component_fraction(mask: np.ndarray) -> float:
     """Fraction of the voxels of ``mask`` in its largest 26-connected component (1.0 for one piece, 0.0 if empty)."""
-    labels, count = ndimage.label(mask, structure=_FULL_CONNECTIVITY)
-    if count == 0:
-        return 0.0
-    sizes = np.bincount(labels.ravel())[1:]
-    return float(sizes.max() / sizes.sum())
+    sizes = _components(mask)[1][1:]
+    return float(sizes.max() / sizes.sum()) if sizes.size else 0.0
 
 
 REJECTION_REASONS = ("skull too small", "skull speckled", "implant too small", "implant speckled",
