@@ -97,6 +97,22 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
         _small("vae", beta=0.5).fit(_volumes(), steps=2, device="cpu", progress=False, checkpoint_path=ckpt)
 
 
+def test_checkpoint_path_depends_on_settings_and_training_data(tmp_path, monkeypatch):
+    """Notebooks find a trained generator by name: other training data (e.g. more phantom subjects) or another
+    setting must give another file, the same ones the same file."""
+    from cranialkit.generative.recipes import checkpoint_path
+
+    monkeypatch.setenv("CRANIALKIT_DATA_DIR", str(tmp_path))
+    model, data = _small("vae"), _volumes()
+    path = checkpoint_path(model, data, 100, 8, 1e-3)
+    assert path.parent == tmp_path / "generators" and path.name.startswith("vae_r16_s100_")
+    assert checkpoint_path(model, data.copy(), 100, 8, 1e-3) == path
+    assert checkpoint_path(model, _volumes(seed=1), 100, 8, 1e-3) != path  # other cases
+    assert checkpoint_path(model, data[:4], 100, 8, 1e-3) != path  # fewer cases
+    assert checkpoint_path(model, data, 100, 8, 2e-3) != path
+    assert checkpoint_path(_small("vae", beta=0.5), data, 100, 8, 1e-3) != path
+
+
 def test_fit_rejects_bad_volumes():
     model = _small("vae")
     with pytest.raises(ValueError, match=r"\(N, 2, S, S, S\)"):
@@ -199,6 +215,35 @@ def test_wgan_pair_output_is_the_plain_sigmoid():
     model = _small("wgan_gp")
     z = torch.randn(2, 8)
     torch.testing.assert_close(model.decode(z), torch.sigmoid(model.generator(z)))
+
+
+@pytest.mark.parametrize("name", ["introvae", "soft_introvae"])
+def test_warmup_step_is_one_vae_step(name):
+    """During warm-up IntroVAE and Soft-IntroVAE are a VAE with the same KL weight relative to the reconstruction:
+    one step changes the weights exactly as the VAE's step does (one backward pass, both networks updated)."""
+    torch.manual_seed(0)
+    model = _small(name, warmup_steps=5)
+    # IntroVAE's warm-up loss is KL + β·L_AE, i.e. β times a VAE loss with KL weight 1/β: with plain SGD (update =
+    # lr · gradient, unlike Adam's, proportional to the loss scale) the VAE needs β times the learning rate.
+    kl_weight, loss_scale = ((model.config["beta_kl"], 1.0) if name == "soft_introvae"
+                             else (1.0 / model.config["beta"], model.config["beta"]))
+    vae = _small("vae", beta=kl_weight)
+    vae.load_state_dict(model.state_dict())
+    model.optim = {"encoder": torch.optim.SGD(model.encoder.parameters(), lr=0.1),
+                   "decoder": torch.optim.SGD(model.decoder.parameters(), lr=0.1)}
+    vae.optim = {"model": torch.optim.SGD(vae.parameters(), lr=0.1 * loss_scale)}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.from_numpy(_volumes(4))
+    torch.manual_seed(1)
+    warmup_terms = model.training_step(x, 0)
+    torch.manual_seed(1)
+    vae.training_step(x, 0)
+    after = model.state_dict()
+    for key, value in vae.state_dict().items():
+        assert torch.allclose(after[key], value, rtol=1e-4, atol=1e-6), key
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert any(k.startswith("encoder.") for k in changed) and any(k.startswith("decoder.") for k in changed)
+    assert set(warmup_terms) == set(model.training_step(x, 5)), "warm-up and adversarial steps log the same terms"
 
 
 def test_soft_introvae_adversarial_phase_scales_the_learning_rate_once(tmp_path):

@@ -13,7 +13,8 @@ and means over the batch::
 ``L_AE`` is :func:`~cranialkit.generative.vae.reconstruction_error` (per-voxel BCE + Dice; ~0.1 per sample), so β
 is large (1000 by default: KL is in nats summed over the latent vector) — the same balance as the VAE's KL weight
 1e-3. The margin m (nats) must exceed the KL of real data (~10–40 nats here) for the adversarial game to bite.
-For the first ``warmup_steps`` steps α = 0, i.e. the model trains as a plain VAE (the paper's practice too).
+For the first ``warmup_steps`` steps α = 0, i.e. the model trains as a plain VAE (the paper's practice too;
+:meth:`~cranialkit.generative.vae.VAEFamily.warmup_step`, with the loss ``KL + β · L_AE``).
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ class IntroVAE(VAEFamily):
 
     def training_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
         cfg = self.config
-        alpha = cfg["alpha"] if step >= cfg["warmup_steps"] else 0.0
-        beta, margin = cfg["beta"], cfg["margin"]
+        if step < cfg["warmup_steps"]:  # a plain VAE (α = 0): L_E = KL + β · L_AE, L_G = β · L_AE
+            loss, rec, kl = self.warmup_step(batch, rec_weight=cfg["beta"], kl_weight=1.0)
+            return {"encoder": loss, "decoder": cfg["beta"] * rec, "reconstruction": rec, "kl_real": kl,
+                    "kl_reconstructed": 0.0, "kl_fake": 0.0}
+        alpha, beta, margin = cfg["alpha"], cfg["beta"], cfg["margin"]
         z_p = self.prior_sample(len(batch))
 
         # Encoder update: real KL down, KL of (detached) reconstructions and samples up to the margin.
@@ -52,11 +56,9 @@ class IntroVAE(VAEFamily):
         l_ae = reconstruction_error(rec_logits, batch, cfg["dice_weight"]).mean()
         kl_real = kl_divergence(mu, logvar).mean()
         loss_e = kl_real + beta * l_ae
-        kl_rec = kl_fake = torch.zeros((), device=batch.device)
-        if alpha > 0:  # (during warm-up the model is a plain VAE: skip the adversarial passes)
-            kl_rec = kl_divergence(*self.encoder(torch.sigmoid(rec_logits).detach())).mean()
-            kl_fake = kl_divergence(*self.encoder(self.decode(z_p).detach())).mean()
-            loss_e = loss_e + alpha * ((margin - kl_rec).clamp(min=0) + (margin - kl_fake).clamp(min=0))
+        kl_rec = kl_divergence(*self.encoder(torch.sigmoid(rec_logits).detach())).mean()
+        kl_fake = kl_divergence(*self.encoder(self.decode(z_p).detach())).mean()
+        loss_e = loss_e + alpha * ((margin - kl_rec).clamp(min=0) + (margin - kl_fake).clamp(min=0))
         self.optim["encoder"].zero_grad(set_to_none=True)
         loss_e.backward()
         self.optim["encoder"].step()
@@ -64,11 +66,9 @@ class IntroVAE(VAEFamily):
         # Decoder update: reconstruct well and make the encoder see its outputs as real (low KL).
         rec_logits = self.decoder(z.detach())
         l_ae_g = reconstruction_error(rec_logits, batch, cfg["dice_weight"]).mean()
-        loss_g = beta * l_ae_g
-        if alpha > 0:
-            kl_rec_g = kl_divergence(*self.encoder(torch.sigmoid(rec_logits))).mean()
-            kl_fake_g = kl_divergence(*self.encoder(self.decode(z_p))).mean()
-            loss_g = loss_g + alpha * (kl_rec_g + kl_fake_g)
+        kl_rec_g = kl_divergence(*self.encoder(torch.sigmoid(rec_logits))).mean()
+        kl_fake_g = kl_divergence(*self.encoder(self.decode(z_p))).mean()
+        loss_g = beta * l_ae_g + alpha * (kl_rec_g + kl_fake_g)
         self.optim["decoder"].zero_grad(set_to_none=True)
         loss_g.backward()
         self.optim["decoder"].step()

@@ -57,12 +57,24 @@ def recipe(name: str) -> dict:
     return {**entry, "config": dict(entry["config"])}
 
 
-def checkpoint_path(model: Generator, steps: int, batch_size: int, lr: float, seed: int = 0) -> Path:
-    """Where notebooks keep ``model`` trained with these settings (under the data dir): the file name holds the
-    model name, resolution, steps and a hash of everything else, so notebook 09 finds exactly what 04–08 trained
-    and a change of any setting starts a new file instead of clashing with an old one."""
+def training_data_fingerprint(volumes: np.ndarray) -> str:
+    """A short hash of the training pairs (their shape and which voxels are set): a model trained on other data is
+    another model, even when every setting is the same (e.g. after changing a notebook's ``n_subjects``)."""
+    x = np.asarray(volumes)
+    digest = hashlib.sha1(str(x.shape).encode())
+    digest.update(np.packbits(x > 0.5).tobytes())
+    return digest.hexdigest()[:10]
+
+
+def checkpoint_path(model: Generator, volumes: np.ndarray, steps: int, batch_size: int, lr: float,
+                    seed: int = 0) -> Path:
+    """Where notebooks keep ``model`` trained on ``volumes`` with these settings (under the data dir): the file name
+    holds the model name, resolution, steps and a hash of everything else (training data included), so notebook 09
+    finds exactly what 04–07 trained and a change of any setting starts a new file instead of clashing with an old
+    one."""
     settings = json.dumps({"config": model.config, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
-                           "network_version": NETWORK_VERSION}, sort_keys=True)
+                           "network_version": NETWORK_VERSION, "data": training_data_fingerprint(volumes)},
+                          sort_keys=True)
     digest = hashlib.sha1(settings.encode()).hexdigest()[:10]
     return data_dir() / "generators" / f"{model.name}_r{model.resolution}_s{steps}_{digest}.pt"
 
@@ -85,6 +97,6 @@ def train_or_load(name: str, volumes: np.ndarray, steps: int | None = None, devi
     model = get_generator(name)(resolution=resolution, **config)
     torch.manual_seed(seed)
     history = model.fit(volumes, steps=steps, batch_size=batch_size, lr=lr, device=device, seed=seed,
-                        checkpoint_path=checkpoint_path(model, steps, batch_size, lr, seed), progress=progress,
+                        checkpoint_path=checkpoint_path(model, volumes, steps, batch_size, lr, seed), progress=progress,
                         checkpoint_every=max(1, min(100, steps // 2)))
     return model, history

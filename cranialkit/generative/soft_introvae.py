@@ -17,7 +17,8 @@ generated data a high energy, but the reward fades smoothly (no margin to tune).
     L_D = β_rec · L_rec(x, x_r) + ½ β_kl · (KL(x_r) + KL(x_f)) + γ_r · ½ β_rec · (L_rec(x_r) + L_rec(x_f))
 
 (the decoder makes its outputs look real to the encoder; γ_r weights reconstructing them again, 1e-8 in the
-paper, i.e. almost off). The first ``warmup_steps`` are a plain VAE; from then on both learning rates are multiplied
+paper, i.e. almost off). The first ``warmup_steps`` are a plain VAE (``E_real`` alone,
+:meth:`~cranialkit.generative.vae.VAEFamily.warmup_step`); from then on both learning rates are multiplied
 by ``adversarial_lr_scale`` (the paper trains at 2e-4; at our warm-up rate of 2e-3 the adversarial phase wrecked
 the model within 150 steps: 83 % → 21 % valid samples, docs/BENCHMARKS.md).
 
@@ -67,9 +68,11 @@ class SoftIntroVAE(VAEFamily):
     def training_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
         cfg = self.config
         b_rec, b_kl, b_neg, gamma_r = cfg["beta_rec"], cfg["beta_kl"], cfg["beta_neg"], cfg["gamma_r"]
-        adversarial = step >= cfg["warmup_steps"]
-        if adversarial:
-            self._scale_learning_rates(cfg["adversarial_lr_scale"])
+        if step < cfg["warmup_steps"]:  # a plain VAE: L_E = E_real(x), L_D = β_rec · L_rec
+            loss, rec, kl = self.warmup_step(batch, rec_weight=b_rec, kl_weight=b_kl)
+            return {"encoder": loss, "decoder": b_rec * rec, "reconstruction": rec, "kl_real": kl, "kl_fake": 0.0,
+                    "exp_elbo": 0.0}
+        self._scale_learning_rates(cfg["adversarial_lr_scale"])
         z_f = self.prior_sample(len(batch))
 
         # Encoder update.
@@ -79,13 +82,11 @@ class SoftIntroVAE(VAEFamily):
         rec_real = reconstruction_error(rec_logits, batch, cfg["dice_weight"]).mean()
         kl_real = kl_divergence(mu, logvar).mean()
         loss_e = b_rec * rec_real + b_kl * kl_real
-        exp_elbo = torch.zeros((), device=batch.device)
-        if adversarial:
-            rec_r, kl_r = self._energies(torch.sigmoid(rec_logits).detach())
-            rec_f, kl_f = self._energies(self.decode(z_f).detach())
-            exp_elbo = 0.25 * (torch.exp(-2.0 * (b_rec * rec_r + b_neg * kl_r)).mean()
-                               + torch.exp(-2.0 * (b_rec * rec_f + b_neg * kl_f)).mean())
-            loss_e = loss_e + exp_elbo
+        rec_r, kl_r = self._energies(torch.sigmoid(rec_logits).detach())
+        rec_f, kl_f = self._energies(self.decode(z_f).detach())
+        exp_elbo = 0.25 * (torch.exp(-2.0 * (b_rec * rec_r + b_neg * kl_r)).mean()
+                           + torch.exp(-2.0 * (b_rec * rec_f + b_neg * kl_f)).mean())
+        loss_e = loss_e + exp_elbo
         self.optim["encoder"].zero_grad(set_to_none=True)
         loss_e.backward()
         self.optim["encoder"].step()
@@ -93,17 +94,15 @@ class SoftIntroVAE(VAEFamily):
         # Decoder update.
         rec_logits = self.decoder(z.detach())
         loss_d = b_rec * reconstruction_error(rec_logits, batch, cfg["dice_weight"]).mean()
-        kl_fake = torch.zeros((), device=batch.device)
-        if adversarial:
-            x_r, x_f = torch.sigmoid(rec_logits), self.decode(z_f)
-            mu_r, logvar_r = self.encoder(x_r)
-            mu_f, logvar_f = self.encoder(x_f)
-            kl_rec, kl_fake = kl_divergence(mu_r, logvar_r).mean(), kl_divergence(mu_f, logvar_f).mean()
-            rec_rec = reconstruction_error(self.decoder(reparameterize(mu_r, logvar_r).detach()), x_r.detach(),
-                                           cfg["dice_weight"]).mean()
-            rec_fake = reconstruction_error(self.decoder(reparameterize(mu_f, logvar_f).detach()), x_f.detach(),
-                                            cfg["dice_weight"]).mean()
-            loss_d = loss_d + 0.5 * b_kl * (kl_rec + kl_fake) + gamma_r * 0.5 * b_rec * (rec_rec + rec_fake)
+        x_r, x_f = torch.sigmoid(rec_logits), self.decode(z_f)
+        mu_r, logvar_r = self.encoder(x_r)
+        mu_f, logvar_f = self.encoder(x_f)
+        kl_rec, kl_fake = kl_divergence(mu_r, logvar_r).mean(), kl_divergence(mu_f, logvar_f).mean()
+        rec_rec = reconstruction_error(self.decoder(reparameterize(mu_r, logvar_r).detach()), x_r.detach(),
+                                       cfg["dice_weight"]).mean()
+        rec_fake = reconstruction_error(self.decoder(reparameterize(mu_f, logvar_f).detach()), x_f.detach(),
+                                        cfg["dice_weight"]).mean()
+        loss_d = loss_d + 0.5 * b_kl * (kl_rec + kl_fake) + gamma_r * 0.5 * b_rec * (rec_rec + rec_fake)
         self.optim["decoder"].zero_grad(set_to_none=True)
         loss_d.backward()
         self.optim["decoder"].step()

@@ -220,9 +220,10 @@ def sampler_comparison(results: Mapping[str, Mapping[str, Mapping[str, float]]],
         ax.set_xticklabels(generators, rotation=30, ha="right", fontsize=8)
         ax.set_title(label, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()  # one legend above the panels: none covers a bar
+    fig.legend(handles, labels, loc="upper right", ncol=len(samplers), fontsize=8, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
 
 
