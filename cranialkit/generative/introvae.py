@@ -12,7 +12,8 @@ and means over the batch::
 
 ``L_AE`` is :func:`~cranialkit.generative.vae.reconstruction_error` (per-voxel BCE + Dice; ~0.1 per sample), so β
 is large (1000 by default: KL is in nats summed over the latent vector) — the same balance as the VAE's KL weight
-1e-3. The margin m (nats) must exceed the KL of real data (~10–40 nats here) for the adversarial game to bite.
+1e-3; the notebook recipe uses 333, i.e. 3e-3.
+The margin m (nats) must exceed the KL of real data (~10–40 nats here) for the adversarial game to bite.
 For the first ``warmup_steps`` steps α = 0, i.e. the model trains as a plain VAE (the paper's practice too;
 :meth:`~cranialkit.generative.vae.VAEFamily.warmup_step`, with the loss ``KL + β · L_AE``).
 """
