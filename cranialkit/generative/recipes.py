@@ -26,26 +26,27 @@ RECIPES: dict[str, dict] = {
     # 2000 steps (not 500): at 500 the samples were 100 % valid but blurry (reconstruction loss 0.61, half of them
     # shapeless blobs that the criteria still accept). Session 5 (resize-convolution decoder, speckle/scatter
     # criteria): 85 % valid at β = 1e-3. Session 6: β = 3e-3 (a sweep: 92 % valid, nearest-training Dice 0.72,
-    # diversity 0.41 — more valid, closer to the training cases, less varied; docs/BENCHMARKS.md).
+    # diversity 0.41 — more valid, closer to the training cases, less varied; notebook 04: 94 %, 377 s).
     "vae": {"steps": 2000, "batch_size": 8, "lr": 2e-3, "config": {"latent_dim": 32, "beta": 3e-3}},
     # The generator paints the complete skull and a defect region (output "skull_and_region"); painting the pair
     # directly gave 0–64 % valid (implants too small). n_critic 3: 97–100 % valid under the first criteria — but
     # those implants were specks over the vault. Session 5 (new decoder and criteria): 64 % after 1500 steps in
     # notebook 05, 13 min. Session 6: 1000 steps to fit the 10-minute budget (≈ 0.48 s per step on 2 cores);
-    # validity swings between runs (53 % → 14 % from 750 to 1500 steps on 180 pairs; docs/BENCHMARKS.md).
+    # validity swings between runs (53 % → 14 % from 750 to 1500 steps on 180 pairs). Notebook 05: 65 %, 536 s.
     "wgan_gp": {"steps": 1000, "batch_size": 8, "lr": 1e-3,
                 "config": {"latent_dim": 32, "n_critic": 3, "output": "skull_and_region"}},
     # 1500 VAE warm-up steps, then adversarial ones with a margin just above the real data's KL (≈ 10–15 nats) and
     # a gentle α. With margin 60 / α 0.25 / 400 steps the encoder won the game and 89 % of the samples were
     # rejected. Session 5 (β 1000 = KL weight 1e-3, 1000 adversarial steps): 79 % in notebook 06, 19 min. Session
     # 6 (sweeps, one seed): 80 % after the warm-up, 85 % after 400 adversarial steps, 87 % after 800; with β = 333
-    # (KL weight 3e-3, as the VAE) 97 % after the warm-up. 400 adversarial steps keep the notebook near 10 minutes.
+    # (KL weight 3e-3, as the VAE) 97 % after the warm-up, but notebook 06 (1500 + 400 steps, 561 s) gave 77 %:
+    # at this β the adversarial phase lowers validity. 400 adversarial steps keep the notebook under 10 minutes.
     "introvae": {"steps": 1900, "batch_size": 8, "lr": 2e-3,
                  "config": {"latent_dim": 32, "warmup_steps": 1500, "alpha": 0.05, "beta": 333.0, "margin": 15.0}},
     # 1500 VAE warm-up steps, then 150 adversarial ones at a tenth of the learning rate. At the full rate the
     # adversarial phase wrecked the model (83 % → 21 % valid); at a tenth it degrades after ~150 steps (63 % at 300).
     # The old recipe (250 + 150 steps at full rate) drew checkerboards. Session 6: KL weight 3e-3 as the VAE
-    # (β_neg 4× it, as before): 95 % after the warm-up, 90 % after the 150 adversarial steps (docs/BENCHMARKS.md).
+    # (β_neg 4× it, as before): 95 % after the warm-up, 90 % after the 150 adversarial steps; notebook 07: 81 %.
     "soft_introvae": {"steps": 1650, "batch_size": 8, "lr": 2e-3,
                       "config": {"latent_dim": 32, "warmup_steps": 1500, "beta_kl": 3e-3, "beta_neg": 1.2e-2,
                                  "adversarial_lr_scale": 0.1}},
