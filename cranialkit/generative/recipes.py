@@ -35,12 +35,13 @@ RECIPES: dict[str, dict] = {
     # validity swings between runs (53 % → 14 % from 750 to 1500 steps on 180 pairs). Notebook 05: 65 %, 536 s.
     "wgan_gp": {"steps": 1000, "batch_size": 8, "lr": 1e-3,
                 "config": {"latent_dim": 32, "n_critic": 3, "output": "skull_and_region"}},
-    # 1500 VAE warm-up steps, then adversarial ones with a margin just above the real data's KL (≈ 10–15 nats) and
-    # a gentle α. With margin 60 / α 0.25 / 400 steps the encoder won the game and 89 % of the samples were
-    # rejected. Session 5 (β 1000 = KL weight 1e-3, 1000 adversarial steps): 79 % in notebook 06, 19 min. Session
-    # 6 (sweeps, one seed): 80 % after the warm-up, 85 % after 400 adversarial steps, 87 % after 800; with β = 333
-    # (KL weight 3e-3, as the VAE) 97 % after the warm-up, but notebook 06 (1500 + 400 steps, 561 s) gave 77 %:
-    # at this β the adversarial phase lowers validity. 400 adversarial steps keep the notebook under 10 minutes.
+    # 1500 VAE warm-up steps, then adversarial ones with a margin near the real data's KL (≈ 10–15 nats at
+    # β 1000, ≈ 21 at β 333) and a gentle α. With margin 60 / α 0.25 / 400 steps the encoder won the game and 89 %
+    # of the samples were rejected. Session 5 (β 1000 = KL weight 1e-3, 1000 adversarial steps): 79 % in notebook
+    # 06, 19 min. Session 6 (sweeps, one seed): 80 % after the warm-up, 85 % after 400 adversarial steps, 87 %
+    # after 800; with β = 333 (KL weight 3e-3, as the VAE) 97 % after the warm-up, but notebook 06 (1500 + 400
+    # steps, 561 s) gave 77 %: at this β the adversarial phase lowers validity. 400 adversarial steps keep the
+    # notebook under 10 minutes.
     "introvae": {"steps": 1900, "batch_size": 8, "lr": 2e-3,
                  "config": {"latent_dim": 32, "warmup_steps": 1500, "alpha": 0.05, "beta": 333.0, "margin": 15.0}},
     # 1500 VAE warm-up steps, then 150 adversarial ones at a tenth of the learning rate. At the full rate the

@@ -16,10 +16,10 @@ Loss per batch (all terms are means over the batch; V = voxels per channel)::
 The BCE is averaged over voxels (not summed as in the textbook ELBO), so β plays the role of 1/V in the textbook
 form times a regularisation strength: β ≈ 1e-3 (the default) keeps reconstructions sharp; the notebook recipe's
 3e-3 keeps the posteriors closer to the prior, so that more random latent points decode into valid cases (85 → 92 %
-in our runs, at the price of samples closer to the training cases; docs/BENCHMARKS.md, session 6).
-The Dice term keeps the small implant channel from
-being ignored (it covers ~1 % of the voxels), and the overlap term (off by default; γ_overlap > 0 turns it on)
-discourages voxels that are both skull and implant — post-processing removes such overlap anyway.
+in our runs, at the price of samples closer to the training cases; docs/BENCHMARKS.md, session 6). The Dice term
+keeps the small implant channel from being ignored (it covers ~1 % of the voxels), and the overlap term (off by
+default; γ_overlap > 0 turns it on) discourages voxels that are both skull and implant — post-processing removes
+such overlap anyway.
 """
 
 from __future__ import annotations
