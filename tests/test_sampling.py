@@ -14,6 +14,7 @@ from cranialkit.generative.sampling import (
     r_sequence,
     unit_cube_points,
     valid_fraction,
+    valid_fraction_by_seed,
     volume_diversity,
 )
 
@@ -107,3 +108,21 @@ def test_valid_fraction_counts_accepted_samples():
     good = _pair()
     empty = np.zeros_like(good)
     assert valid_fraction(np.stack([good, empty, good, empty])) == pytest.approx(0.5)
+
+
+def test_valid_fraction_by_seed_draws_once_per_seed():
+    """One draw of ``n`` random samples per seed, each scored by valid_fraction: here seed k gives k valid of 4."""
+    good, empty = _pair(), np.zeros_like(_pair())
+
+    class Drawer:
+        calls: list[tuple] = []
+
+        def sample(self, n, sampler, seed, device):
+            self.calls.append((n, sampler, seed))
+            return np.stack([good] * seed + [empty] * (n - seed))
+
+    model = Drawer()
+    assert valid_fraction_by_seed(model, 4, seeds=[0, 1, 3]) == pytest.approx([0.0, 0.25, 0.75])
+    assert model.calls == [(4, "random", 0), (4, "random", 1), (4, "random", 3)]
+    with pytest.raises(ValueError, match="at least one seed"):
+        valid_fraction_by_seed(model, 4, seeds=[])
