@@ -40,12 +40,17 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from scipy.spatial.distance import cdist
 from scipy.special import ndtr, ndtri
 from scipy.stats import qmc
+
+if TYPE_CHECKING:  # only for the type hint: base.py imports this module
+    from cranialkit.generative.base import Generator
 
 SAMPLERS = ("random", "uds")
 SOBOL_MAX_DIM = 21201
@@ -189,7 +194,8 @@ def valid_fraction(samples: np.ndarray, **postprocess_kwargs) -> float:
     return float(np.mean([to_case(s, **postprocess_kwargs) is not None for s in samples]))
 
 
-def valid_fraction_by_seed(model, n: int, seeds=range(5), device: str = "auto", **sample_kwargs) -> list[float]:
+def valid_fraction_by_seed(model: Generator, n: int, seeds: Iterable[int] = range(5), device: str = "auto",
+                           **sample_kwargs) -> list[float]:
     """:func:`valid_fraction` of ``n`` random samples of ``model`` for each seed in ``seeds`` (one draw per seed).
 
     Report their mean (and spread) rather than one draw: 100 samples estimate a valid rate of 85 % only to about
