@@ -53,7 +53,8 @@ def evaluate(model, training: np.ndarray, n: int, device: str) -> dict:
                if k in ("covering_distance", "projection_discrepancy", "mean_nn_distance")},
         }
     # one draw of 100 is noisy (± ~7 points): the mean over 5 random draws is the figure to compare
-    out["random"]["valid_fraction_5_draws"] = valid_fraction_by_seed(model, n, seeds=range(5), device=device)
+    draws = valid_fraction_by_seed(model, n, seeds=(0, 2, 3, 4), device=device)  # seed 1 was drawn above
+    out["random"]["valid_fraction_5_draws"] = [draws[0], out["random"]["valid_fraction"], *draws[1:]]
     out["random"]["valid_fraction_5_draws_mean"] = float(np.mean(out["random"]["valid_fraction_5_draws"]))
     return out
 
