@@ -210,6 +210,45 @@ def test_wgan_skull_and_region_output_builds_a_disjoint_pair():
         _small("wgan_gp", output="complete")
 
 
+def test_cap_region_is_the_cone_it_describes():
+    """A voxel is inside the cap region (r > 0.5) exactly when it lies within the half-angle of the axis as seen
+    from the apex; the edge is soft (r ≈ 0.5 on the cone's surface) and gradients reach the cone's parameters."""
+    from cranialkit.generative.wgan_gp import CapRegion
+
+    torch.manual_seed(0)
+    cap = CapRegion(resolution=16, latent_dim=8)
+    z = torch.randn(2, 8)
+    r = torch.sigmoid(cap(z))[:, 0]
+    apex, axis, half_angle = cap.parameters_from(z)
+    assert r.shape == (2, 16, 16, 16)
+    assert torch.all((half_angle > np.radians(10)) & (half_angle < np.radians(80)))
+    torch.testing.assert_close(axis.norm(dim=1), torch.ones(2))
+    q = cap.grid.unsqueeze(0) - apex[:, :, None, None, None]
+    cos = (q * axis[:, :, None, None, None]).sum(1) / q.norm(dim=1)
+    angle = torch.arccos(cos.clamp(-1, 1))
+    margin = 2.0 / q.norm(dim=1).clamp(min=1e-6)  # > 2 voxels of arc from the surface: clearly in or out
+    inside, outside = angle < half_angle[:, None, None, None] - margin, angle > half_angle[:, None, None, None] + margin
+    assert inside.any() and outside.any()
+    assert torch.all(r[inside] > 0.8) and torch.all(r[outside] < 0.2)
+    # it starts pointing up (array axis 2 = superior): the top of the grid is inside, the bottom outside
+    assert torch.all(axis[:, 2] > 0.9)
+    assert torch.all(r[:, 8, 8, -1] > 0.5) and torch.all(r[:, 8, 8, 0] < 0.5)
+    r.sum().backward()
+    assert cap.head[-1].weight.grad.abs().sum() > 0
+
+
+def test_wgan_skull_and_cap_output_cuts_the_skull_with_the_cone():
+    torch.manual_seed(0)
+    model = _small("wgan_gp", output="skull_and_cap")
+    z = torch.randn(3, 8)
+    skull, region = torch.sigmoid(model.generator(z)), torch.sigmoid(model.cap(z))
+    assert skull.shape == (3, 1, 16, 16, 16)
+    pair = model.decode(z)
+    torch.testing.assert_close(pair, torch.cat([skull * (1 - region), skull * region], dim=1))
+    # the cone covers the top of the head only: far less than half of the grid
+    assert 0.0 < float((region > 0.5).float().mean()) < 0.3
+
+
 def test_wgan_pair_output_is_the_plain_sigmoid():
     torch.manual_seed(0)
     model = _small("wgan_gp")
@@ -258,6 +297,20 @@ def test_soft_introvae_adversarial_phase_scales_the_learning_rate_once(tmp_path)
     resumed.fit(_volumes(), steps=5, **args)
     for trained in (model, resumed):
         assert [g["lr"] for opt in trained.optim.values() for g in opt.param_groups] == pytest.approx([1e-4, 1e-4])
+
+
+@pytest.mark.parametrize("name", ["introvae", "soft_introvae"])
+def test_annealed_warmup_glides_to_the_adversarial_learning_rate(name):
+    """With ``anneal_warmup_lr`` the rate falls along a half cosine from ``lr`` (step 0) to ``lr · scale`` (end of the
+    warm-up) and stays there; without it, it jumps at the end of the warm-up."""
+    for anneal, expected in ((True, [1e-3, 1e-3 * (0.1 + 0.9 * 0.5), 1e-4, 1e-4]), (False, [1e-3, 1e-3, 1e-4, 1e-4])):
+        model = _small(name, warmup_steps=4, adversarial_lr_scale=0.1, anneal_warmup_lr=anneal)
+        model.optim = model.optimizers(1e-3)
+        rates = []
+        for step in (0, 2, 4, 7):
+            model.set_phase_learning_rate(step)
+            rates.append([g["lr"] for opt in model.optim.values() for g in opt.param_groups])
+        assert rates == [pytest.approx([lr] * len(rates[0])) for lr in expected]
 
 
 def test_wgan_region_smoothing_makes_the_region_coarse():

@@ -6,11 +6,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from cranialkit.viz.generative import sampler_comparison  # noqa: E402
+from cranialkit.viz.generative import sampler_comparison, training_curves  # noqa: E402
 
 RESULTS = {
     generator: {"random": {"valid": 0.9, "diversity": 0.5}, "uds": {"valid": 0.95, "diversity": 0.55}}
@@ -35,3 +36,19 @@ def test_sampler_comparison_draws_one_bar_per_generator_and_sampler_and_the_lege
             assert not legend_box.overlaps(bar.get_window_extent(renderer)), "the legend hides a bar"
     pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(float)
     assert pixels.std() > 10
+
+
+def test_training_curves_leave_terms_not_computed_in_the_first_phase_blank():
+    """With ``phase_start`` a term that is 0 throughout the warm-up starts at the phase start (no flat line at 0);
+    terms computed from the start keep every step, and every panel marks the phase start."""
+    steps, start = 100, 60
+    history = {"kl_real": list(np.linspace(5, 1, steps)), "kl_fake": [0.0] * start + list(np.linspace(30, 20, 40))}
+    fig = training_curves(history, phase_start=start)
+    real_axis, fake_axis = fig.axes[:2]
+    raw_real, raw_fake = real_axis.lines[0].get_xdata(), fake_axis.lines[0].get_xdata()
+    assert raw_real[0] == 1 and len(raw_real) == steps
+    assert raw_fake[0] == start + 1 and len(raw_fake) == steps - start
+    assert np.min(fake_axis.lines[0].get_ydata()) >= 20  # the zeros of the warm-up are not drawn
+    for ax in (real_axis, fake_axis):
+        assert [line.get_xdata()[0] for line in ax.lines[2:]] == [start + 0.5]  # the dashed marker
+    plt.close(fig)

@@ -117,8 +117,14 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def training_curves(history: Mapping[str, Sequence[float]], title: str = "Training curves",
-                    keys: Sequence[str] | None = None, smooth: int | None = None) -> Figure:
-    """One panel per loss term against the training step: raw values (faint) and a moving average."""
+                    keys: Sequence[str] | None = None, smooth: int | None = None,
+                    phase_start: int | None = None) -> Figure:
+    """One panel per loss term against the training step: raw values (faint) and a moving average.
+
+    ``phase_start``: the step at which a second training phase begins (e.g. the adversarial phase after a VAE
+    warm-up). Each panel marks it with a dashed line, and a term that is exactly 0 at every step before it (not
+    computed in the first phase) is left blank there instead of drawn as a flat line at 0.
+    """
     keys = list(keys) if keys is not None else [k for k, v in history.items() if len(v)]
     if not keys:
         raise ValueError("history has no loss terms to plot")
@@ -129,16 +135,22 @@ def training_curves(history: Mapping[str, Sequence[float]], title: str = "Traini
         values = np.asarray(history[key], dtype=float)
         steps = np.arange(1, len(values) + 1)
         window = smooth or max(1, len(values) // 20)
+        if phase_start is not None and 0 < phase_start < len(values) and np.all(values[:phase_start] == 0):
+            values, steps = values[phase_start:], steps[phase_start:]
+            window = min(window, max(1, len(values) // 5))
         ax.plot(steps, values, color="tab:blue", alpha=0.3, lw=0.8)
         averaged = _smooth(values, window)
         ax.plot(steps[window - 1:] if window > 1 and len(values) >= window else steps, averaged, color="tab:blue",
                 lw=1.8, label=f"moving average ({window})")
+        if phase_start is not None and 0 < phase_start < len(history[key]):
+            ax.axvline(phase_start + 0.5, color="grey", ls="--", lw=1)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("step")
+        ax.set_xlim(0, len(history[key]) + 1)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys):]:
         ax.set_visible(False)
-    fig.suptitle(title)
+    fig.suptitle(title if phase_start is None else f"{title} (dashed: step {phase_start}, the second phase starts)")
     fig.tight_layout()
     return fig
 
