@@ -299,20 +299,6 @@ def test_soft_introvae_adversarial_phase_scales_the_learning_rate_once(tmp_path)
         assert [g["lr"] for opt in trained.optim.values() for g in opt.param_groups] == pytest.approx([1e-4, 1e-4])
 
 
-@pytest.mark.parametrize("name", ["introvae", "soft_introvae"])
-def test_annealed_warmup_glides_to_the_adversarial_learning_rate(name):
-    """With ``anneal_warmup_lr`` the rate falls along a half cosine from ``lr`` (step 0) to ``lr · scale`` (end of the
-    warm-up) and stays there; without it, it jumps at the end of the warm-up."""
-    for anneal, expected in ((True, [1e-3, 1e-3 * (0.1 + 0.9 * 0.5), 1e-4, 1e-4]), (False, [1e-3, 1e-3, 1e-4, 1e-4])):
-        model = _small(name, warmup_steps=4, adversarial_lr_scale=0.1, anneal_warmup_lr=anneal)
-        model.optim = model.optimizers(1e-3)
-        rates = []
-        for step in (0, 2, 4, 7):
-            model.set_phase_learning_rate(step)
-            rates.append([g["lr"] for opt in model.optim.values() for g in opt.param_groups])
-        assert rates == [pytest.approx([lr] * len(rates[0])) for lr in expected]
-
-
 def test_wgan_region_smoothing_makes_the_region_coarse():
     """With ``region_smoothing = 4`` the defect region is smooth on a 4× coarser grid: implant / skull, the region,
     varies little between neighbouring voxels; a smoothing that does not divide the grid is refused."""

@@ -15,9 +15,7 @@ is large (1000 by default: KL is in nats summed over the latent vector) — the 
 1e-3; the notebook recipe uses 333, i.e. 3e-3.
 The margin m (nats) must exceed the KL of real data (~10–40 nats here) for the adversarial game to bite.
 For the first ``warmup_steps`` steps α = 0, i.e. the model trains as a plain VAE (the paper's practice too;
-:meth:`~cranialkit.generative.vae.VAEFamily.warmup_step`, with the loss ``KL + β · L_AE``). The adversarial steps
-run at ``lr · adversarial_lr_scale``, reached in a step or, with ``anneal_warmup_lr``, by a half-cosine glide over
-the warm-up (:meth:`~cranialkit.generative.vae.VAEFamily.set_phase_learning_rate`).
+:meth:`~cranialkit.generative.vae.VAEFamily.warmup_step`, with the loss ``KL + β · L_AE``).
 """
 
 from __future__ import annotations
@@ -34,11 +32,10 @@ class IntroVAE(VAEFamily):
 
     def __init__(self, resolution: int = 32, latent_dim: int = 32, base_channels: int = 8, max_channels: int = 128,
                  alpha: float = 0.25, beta: float = 1000.0, margin: float = 60.0, dice_weight: float = 1.0,
-                 warmup_steps: int = 100, adversarial_lr_scale: float = 1.0, anneal_warmup_lr: bool = False):
+                 warmup_steps: int = 100):
         super().__init__(dict(resolution=resolution, latent_dim=latent_dim, base_channels=base_channels,
                               max_channels=max_channels, alpha=alpha, beta=beta, margin=margin,
-                              dice_weight=dice_weight, warmup_steps=warmup_steps,
-                              adversarial_lr_scale=adversarial_lr_scale, anneal_warmup_lr=anneal_warmup_lr))
+                              dice_weight=dice_weight, warmup_steps=warmup_steps))
 
     def optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         return {"encoder": torch.optim.Adam(self.encoder.parameters(), lr=lr),
@@ -46,7 +43,6 @@ class IntroVAE(VAEFamily):
 
     def training_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
         cfg = self.config
-        self.set_phase_learning_rate(step)
         if step < cfg["warmup_steps"]:  # a plain VAE (α = 0): L_E = KL + β · L_AE, L_G = β · L_AE
             loss, rec, kl = self.warmup_step(batch, rec_weight=cfg["beta"], kl_weight=1.0)
             return {"encoder": loss, "decoder": cfg["beta"] * rec, "reconstruction": rec, "kl_real": kl,

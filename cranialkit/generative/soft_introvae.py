@@ -20,9 +20,7 @@ generated data a high energy, but the reward fades smoothly (no margin to tune).
 paper, i.e. almost off). The first ``warmup_steps`` are a plain VAE (``E_real`` alone,
 :meth:`~cranialkit.generative.vae.VAEFamily.warmup_step`); from then on both learning rates are multiplied
 by ``adversarial_lr_scale`` (the paper trains at 2e-4; at our warm-up rate of 2e-3 the adversarial phase wrecked
-the model within 150 steps: 83 % → 21 % valid samples, docs/BENCHMARKS.md). With ``anneal_warmup_lr`` the rate
-glides there over the warm-up instead of jumping
-(:meth:`~cranialkit.generative.vae.VAEFamily.set_phase_learning_rate`).
+the model within 150 steps: 83 % → 21 % valid samples, docs/BENCHMARKS.md).
 
 The paper's ``scale = 1/V`` is built into our per-voxel-mean ``L_rec``; in these units β_kl = 1e-3 (default; 3e-3 in the
 notebook recipe) matches the VAE's KL weight and β_neg > β_kl (the paper's 256 ≈ 8e-3 here at 32³).
@@ -42,16 +40,24 @@ class SoftIntroVAE(VAEFamily):
 
     def __init__(self, resolution: int = 32, latent_dim: int = 32, base_channels: int = 8, max_channels: int = 128,
                  beta_rec: float = 1.0, beta_kl: float = 1e-3, beta_neg: float = 4e-3, gamma_r: float = 1e-8,
-                 dice_weight: float = 1.0, warmup_steps: int = 100, adversarial_lr_scale: float = 1.0,
-                 anneal_warmup_lr: bool = False):
+                 dice_weight: float = 1.0, warmup_steps: int = 100, adversarial_lr_scale: float = 1.0):
         super().__init__(dict(resolution=resolution, latent_dim=latent_dim, base_channels=base_channels,
                               max_channels=max_channels, beta_rec=beta_rec, beta_kl=beta_kl, beta_neg=beta_neg,
                               gamma_r=gamma_r, dice_weight=dice_weight, warmup_steps=warmup_steps,
-                              adversarial_lr_scale=adversarial_lr_scale, anneal_warmup_lr=anneal_warmup_lr))
+                              adversarial_lr_scale=adversarial_lr_scale))
 
     def optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         return {"encoder": torch.optim.Adam(self.encoder.parameters(), lr=lr),
                 "decoder": torch.optim.Adam(self.decoder.parameters(), lr=lr)}
+
+    def _scale_learning_rates(self, scale: float) -> None:
+        """Multiply each optimizer's learning rate by ``scale`` once (the warm-up rate is kept in the optimizer's
+        state, so a resumed run does not scale twice)."""
+        for optimizer in self.optim.values():
+            for group in optimizer.param_groups:
+                if "warmup_lr" not in group:
+                    group["warmup_lr"] = group["lr"]
+                    group["lr"] = group["warmup_lr"] * scale
 
     def _energies(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample reconstruction error and KL of ``x`` passed through encoder and decoder."""
@@ -62,11 +68,11 @@ class SoftIntroVAE(VAEFamily):
     def training_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
         cfg = self.config
         b_rec, b_kl, b_neg, gamma_r = cfg["beta_rec"], cfg["beta_kl"], cfg["beta_neg"], cfg["gamma_r"]
-        self.set_phase_learning_rate(step)
         if step < cfg["warmup_steps"]:  # a plain VAE: L_E = E_real(x), L_D = β_rec · L_rec
             loss, rec, kl = self.warmup_step(batch, rec_weight=b_rec, kl_weight=b_kl)
             return {"encoder": loss, "decoder": b_rec * rec, "reconstruction": rec, "kl_real": kl, "kl_fake": 0.0,
                     "exp_elbo": 0.0}
+        self._scale_learning_rates(cfg["adversarial_lr_scale"])
         z_f = self.prior_sample(len(batch))
 
         # Encoder update.

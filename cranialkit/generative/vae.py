@@ -24,8 +24,6 @@ such overlap anyway.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
@@ -84,25 +82,6 @@ class VAEFamily(Generator):
     def prior_sample(self, n: int) -> torch.Tensor:
         """``n`` latent points from the N(0, I) prior on the model's device (used during training)."""
         return torch.randn(n, *self.latent_shape, device=self.device)
-
-    def set_phase_learning_rate(self, step: int) -> None:
-        """Learning rates of IntroVAE and Soft-IntroVAE: ``lr`` during the warm-up, ``lr · adversarial_lr_scale``
-        after it. With ``anneal_warmup_lr`` the warm-up glides there instead of jumping: a half cosine from ``lr``
-        at step 0 to ``lr · adversarial_lr_scale`` at the last warm-up step (the final weights of a run at a high
-        constant rate jitter, and so does their validity). ``lr`` is kept in each parameter group as
-        ``"warmup_lr"`` (saved with the optimizer, so a resumed run continues the same schedule)."""
-        cfg = self.config
-        scale, warmup = float(cfg.get("adversarial_lr_scale", 1.0)), int(cfg["warmup_steps"])
-        if step >= warmup:
-            factor = scale
-        elif cfg.get("anneal_warmup_lr", False):
-            factor = scale + (1.0 - scale) * 0.5 * (1.0 + math.cos(math.pi * step / warmup))
-        else:
-            factor = 1.0
-        for optimizer in self.optim.values():
-            for group in optimizer.param_groups:
-                group.setdefault("warmup_lr", group["lr"])
-                group["lr"] = group["warmup_lr"] * factor
 
     def warmup_step(self, batch: torch.Tensor, rec_weight: float, kl_weight: float) -> tuple[float, float, float]:
         """One plain-VAE step for the warm-up of IntroVAE and Soft-IntroVAE: ``rec_weight · L_rec + kl_weight · KL``,
