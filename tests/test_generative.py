@@ -213,7 +213,7 @@ def test_wgan_skull_and_region_output_builds_a_disjoint_pair():
 def test_cap_region_is_the_cone_it_describes():
     """A voxel is inside the cap region (r > 0.5) exactly when it lies within the half-angle of the axis as seen
     from the apex; the edge is soft (r ≈ 0.5 on the cone's surface) and gradients reach the cone's parameters."""
-    from cranialkit.generative.wgan_gp import CapRegion
+    from cranialkit.generative.blocks import CapRegion
 
     torch.manual_seed(0)
     cap = CapRegion(resolution=16, latent_dim=8)
@@ -247,6 +247,26 @@ def test_wgan_skull_and_cap_output_cuts_the_skull_with_the_cone():
     torch.testing.assert_close(pair, torch.cat([skull * (1 - region), skull * region], dim=1))
     # the cone covers the top of the head only: far less than half of the grid
     assert 0.0 < float((region > 0.5).float().mean()) < 0.3
+
+
+@pytest.mark.parametrize("name", ["vae", "introvae", "soft_introvae"])
+def test_vae_family_skull_and_cap_decoder_gives_the_cut_skull_as_logits(name):
+    """With ``output = "skull_and_cap"`` the decoder's logits are those of (c·(1 − r), c·r): finite, and their
+    sigmoid is the skull cut by the cone; the losses train through them (one step changes the cone's head)."""
+    torch.manual_seed(0)
+    model = _small(name, output="skull_and_cap")
+    z = torch.randn(3, 8)
+    skull, region = torch.sigmoid(model.decoder.skull(z)), torch.sigmoid(model.decoder.cap(z))
+    logits = model.decoder(z)
+    assert logits.shape == (3, 2, 16, 16, 16) and torch.isfinite(logits).all()
+    torch.testing.assert_close(torch.sigmoid(logits), torch.cat([skull * (1 - region), skull * region], 1),
+                               atol=1e-5, rtol=1e-4)
+    model.optim = model.optimizers(1e-3)
+    before = model.decoder.cap.head[-1].weight.clone()
+    model.training_step(torch.from_numpy(_volumes(4)), 5)
+    assert not torch.equal(before, model.decoder.cap.head[-1].weight)
+    with pytest.raises(ValueError, match="unknown output"):
+        _small(name, output="skull_and_region")
 
 
 def test_wgan_pair_output_is_the_plain_sigmoid():

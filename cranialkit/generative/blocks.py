@@ -21,11 +21,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
 # Bump when the layers of these blocks change: checkpoint names hash it (recipes.checkpoint_path), so notebooks
 # retrain instead of loading weights that no longer fit. 2: resize-convolution output (session 5).
+# (Session 8 added CapRegion and SkullAndCapDecoder; models that use them say so in their config: no bump.)
 NETWORK_VERSION = 2
 BOTTLENECK = 4  # voxels per side at the bottleneck
 # Initial output log-odds per channel: ~5 % of voxels are skull and ~0.7 % implant in the training volumes, so
@@ -114,3 +116,69 @@ class GaussianEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.net(x).chunk(2, dim=1)
         return mu, logvar.clamp(-12.0, 8.0)
+
+
+class CapRegion(nn.Module):
+    """Latent code → a soft cone region ``r`` on the S³ grid: the defect as seen from a point inside the head.
+
+    A small head predicts, per sample, the apex ``a`` (the volume centre moved by at most S/4 voxels per axis), the
+    axis ``u`` (unit vector; it starts pointing up, array axis 2 = superior) and the half-angle θ (10°–80°). A
+    voxel at ``x`` (voxel units, q = x − a) lies ``d = |q| · (θ − ∠(q, u))`` voxels from the cone's surface,
+    measured along the arc at its distance from the apex (positive inside), and ``r = sigmoid(d / softness)``, so
+    the region's edge is ``softness`` voxels wide wherever it crosses the skull.
+    """
+
+    def __init__(self, resolution: int, latent_dim: int, hidden: int = 64, softness_voxels: float = 1.0,
+                 min_angle_deg: float = 10.0, max_angle_deg: float = 80.0):
+        super().__init__()
+        self.resolution, self.softness = int(resolution), float(softness_voxels)
+        self.min_angle, self.max_angle = math.radians(min_angle_deg), math.radians(max_angle_deg)
+        self.head = nn.Sequential(nn.Linear(latent_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 7))
+        with torch.no_grad():  # start: apex at the centre, axis up, half-angle 35°, varying a little with z
+            self.head[-1].weight.mul_(0.1)
+            self.head[-1].bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 1.0, -0.8]))
+        centred = torch.arange(self.resolution, dtype=torch.float32) - (self.resolution - 1) / 2.0
+        self.register_buffer("grid", torch.stack(torch.meshgrid(centred, centred, centred, indexing="ij")),
+                             persistent=False)
+
+    def parameters_from(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Apex ``(n, 3)`` (voxels from the volume centre), unit axis ``(n, 3)`` and half-angle ``(n,)`` (radians)."""
+        out = self.head(z)
+        apex = 0.25 * self.resolution * torch.tanh(out[:, :3])
+        axis = F.normalize(out[:, 3:6], dim=1, eps=1e-6)
+        half_angle = self.min_angle + (self.max_angle - self.min_angle) * torch.sigmoid(out[:, 6])
+        return apex, axis, half_angle
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Region logits ``(n, 1, S, S, S)`` (``d / softness``; sigmoid gives ``r``)."""
+        apex, axis, half_angle = self.parameters_from(z)
+        q = self.grid.unsqueeze(0) - apex[:, :, None, None, None]  # (n, 3, S, S, S), voxels
+        u = axis[:, :, None, None, None]
+        along = (q * u).sum(1)
+        across = torch.linalg.cross(q, u.expand_as(q), dim=1).pow(2).sum(1).add(1e-6).sqrt()
+        distance = q.pow(2).sum(1).add(1e-6).sqrt() * (half_angle[:, None, None, None] - torch.atan2(across, along))
+        return (distance / self.softness).unsqueeze(1)
+
+
+class SkullAndCapDecoder(nn.Module):
+    """``(n, latent_dim)`` → logits of the pair ``(n, 2, S, S, S)`` built from a complete skull and a cone region.
+
+    A :class:`ConvDecoder` paints the complete skull ``c`` (one channel) and a :class:`CapRegion` the defect region
+    ``r``; the pair is ``(c·(1 − r), c·r)``, returned as logits so that the VAE family's losses (BCE and Dice on
+    logits) apply unchanged. The implant is then always one patch of the shell: a model cannot blur it away between
+    training cases (notebooks 05–07; docs/BENCHMARKS.md, session 8).
+    """
+
+    def __init__(self, resolution: int, latent_dim: int, base_channels: int = 16, max_channels: int = 128):
+        super().__init__()
+        self.skull = ConvDecoder(resolution, latent_dim, out_channels=1, base_channels=base_channels,
+                                 max_channels=max_channels)
+        self.skull.set_output_bias(OUTPUT_PRIOR_LOGITS[:1])
+        self.cap = CapRegion(resolution, latent_dim)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        log_c = F.logsigmoid(self.skull(z))
+        region_logits = self.cap(z)
+        log_pair = torch.cat([log_c + F.logsigmoid(-region_logits), log_c + F.logsigmoid(region_logits)], dim=1)
+        log_pair = log_pair.clamp(max=-1e-6)  # p < 1, so that log(1 − p) is finite
+        return log_pair - torch.log(-torch.expm1(log_pair))  # logit(p) = log p − log(1 − p)

@@ -32,10 +32,10 @@ class IntroVAE(VAEFamily):
 
     def __init__(self, resolution: int = 32, latent_dim: int = 32, base_channels: int = 8, max_channels: int = 128,
                  alpha: float = 0.25, beta: float = 1000.0, margin: float = 60.0, dice_weight: float = 1.0,
-                 warmup_steps: int = 100):
+                 warmup_steps: int = 100, output: str = "pair"):
         super().__init__(dict(resolution=resolution, latent_dim=latent_dim, base_channels=base_channels,
                               max_channels=max_channels, alpha=alpha, beta=beta, margin=margin,
-                              dice_weight=dice_weight, warmup_steps=warmup_steps))
+                              dice_weight=dice_weight, warmup_steps=warmup_steps, output=output))
 
     def optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         return {"encoder": torch.optim.Adam(self.encoder.parameters(), lr=lr),

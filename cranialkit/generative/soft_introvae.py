@@ -40,11 +40,12 @@ class SoftIntroVAE(VAEFamily):
 
     def __init__(self, resolution: int = 32, latent_dim: int = 32, base_channels: int = 8, max_channels: int = 128,
                  beta_rec: float = 1.0, beta_kl: float = 1e-3, beta_neg: float = 4e-3, gamma_r: float = 1e-8,
-                 dice_weight: float = 1.0, warmup_steps: int = 100, adversarial_lr_scale: float = 1.0):
+                 dice_weight: float = 1.0, warmup_steps: int = 100, adversarial_lr_scale: float = 1.0,
+                 output: str = "pair"):
         super().__init__(dict(resolution=resolution, latent_dim=latent_dim, base_channels=base_channels,
                               max_channels=max_channels, beta_rec=beta_rec, beta_kl=beta_kl, beta_neg=beta_neg,
                               gamma_r=gamma_r, dice_weight=dice_weight, warmup_steps=warmup_steps,
-                              adversarial_lr_scale=adversarial_lr_scale))
+                              adversarial_lr_scale=adversarial_lr_scale, output=output))
 
     def optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         return {"encoder": torch.optim.Adam(self.encoder.parameters(), lr=lr),

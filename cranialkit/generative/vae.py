@@ -20,6 +20,12 @@ in our runs, at the price of samples closer to the training cases; docs/BENCHMAR
 keeps the small implant channel from being ignored (it covers ~1 % of the voxels), and the overlap term (off by
 default; γ_overlap > 0 turns it on) discourages voxels that are both skull and implant — post-processing removes
 such overlap anyway.
+
+``output = "skull_and_cap"`` (the notebook recipes of all three models since session 8) swaps the decoder for
+:class:`~cranialkit.generative.blocks.SkullAndCapDecoder`: the complete skull voxel by voxel and the defect as a
+cone (apex, axis, half-angle) that cuts it, as the WGAN-GP of notebook 05 does. With the plain decoder 6–17 % of
+random samples decoded into no usable implant — latent points between training cases, where the defect blurs away;
+the cone cannot blur (docs/BENCHMARKS.md, session 8).
 """
 
 from __future__ import annotations
@@ -29,8 +35,11 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 
 from cranialkit.generative.base import Generator, register
-from cranialkit.generative.blocks import ConvDecoder, GaussianEncoder
+from cranialkit.generative.blocks import ConvDecoder, GaussianEncoder, SkullAndCapDecoder
 
+# What the decoder paints: the two channels directly, or the complete skull and a cone-shaped defect region combined
+# into the pair (blocks.SkullAndCapDecoder; the module docstring).
+VAE_OUTPUTS = ("pair", "skull_and_cap")
 _DICE = DiceLoss(sigmoid=True, reduction="none", smooth_nr=1.0, smooth_dr=1.0)
 
 
@@ -63,8 +72,12 @@ class VAEFamily(Generator):
         super().__init__(config)
         resolution, latent_dim = int(config["resolution"]), int(config["latent_dim"])
         blocks = {"base_channels": int(config["base_channels"]), "max_channels": int(config["max_channels"])}
+        output = config.get("output", "pair")
+        if output not in VAE_OUTPUTS:
+            raise ValueError(f"unknown output {output!r}; choose one of {VAE_OUTPUTS}")
         self.encoder = GaussianEncoder(resolution, latent_dim, **blocks)
-        self.decoder = ConvDecoder(resolution, latent_dim, **blocks)
+        self.decoder = (SkullAndCapDecoder(resolution, latent_dim, **blocks) if output == "skull_and_cap"
+                        else ConvDecoder(resolution, latent_dim, **blocks))
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
@@ -106,10 +119,10 @@ class VAE(VAEFamily):
     """β-VAE with BCE + Dice reconstruction and an optional skull/implant overlap penalty (see module docstring)."""
 
     def __init__(self, resolution: int = 32, latent_dim: int = 32, base_channels: int = 8, max_channels: int = 128,
-                 beta: float = 1e-3, dice_weight: float = 1.0, overlap_weight: float = 0.0):
+                 beta: float = 1e-3, dice_weight: float = 1.0, overlap_weight: float = 0.0, output: str = "pair"):
         super().__init__(dict(resolution=resolution, latent_dim=latent_dim, base_channels=base_channels,
                               max_channels=max_channels, beta=beta, dice_weight=dice_weight,
-                              overlap_weight=overlap_weight))
+                              overlap_weight=overlap_weight, output=output))
 
     def optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         return {"model": torch.optim.Adam(self.parameters(), lr=lr)}

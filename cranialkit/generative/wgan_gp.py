@@ -30,69 +30,24 @@ the resize-convolution decoder k = 4 gave larger, more defect-like patches but f
 The voxel region has a flaw that no training length fixes: the critic only sees ``c·r``, so ``r`` gets no gradient
 where there is no bone and stays near 50 % over the whole background; the bone voxels next to it then come out as
 a one-voxel "implant" rim along the skull's surface (35–40 % of the samples, rejected as speckled; session 7).
-``"skull_and_cap"`` removes the flaw by construction: the region is a :class:`CapRegion`, a soft cone seen from a
-point inside the head, whose apex, axis and opening the generator predicts from ``z`` — the implant is the patch
-of the vault inside the cone (the phantom defects are cut the same way: a patch along an axis through the vault
-centre). The generator then learns the skull's shape voxel by voxel and the defect's place and size as 7 numbers;
-the defect's outline is a circle on the vault (the skull's own shape still bends it), not the irregular outlines
-of the training defects.
+``"skull_and_cap"`` removes the flaw by construction: the region is a
+:class:`~cranialkit.generative.blocks.CapRegion`, a soft cone seen from a point inside the head, whose apex,
+axis and opening the generator predicts from ``z`` — the implant is the patch of the vault inside the cone (the
+phantom defects are cut the same way: a patch along an axis through the vault centre). The generator then learns
+the skull's shape voxel by voxel and the defect's place and size as 7 numbers; the defect's outline is a circle on
+the vault (the skull's own shape still bends it), not the irregular outlines of the training defects.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from cranialkit.generative.base import Generator, register
-from cranialkit.generative.blocks import ConvDecoder, ConvEncoder
+from cranialkit.generative.blocks import CapRegion, ConvDecoder, ConvEncoder
 
 OUTPUTS = ("pair", "skull_and_region", "skull_and_cap")  # what the generator paints (see the module docstring)
 SKULL_AND_REGION_PRIOR_LOGITS = (-3.0, 0.0)
-
-
-class CapRegion(nn.Module):
-    """Latent code → a soft cone region ``r`` on the S³ grid: the defect as seen from a point inside the head.
-
-    A small head predicts, per sample, the apex ``a`` (the volume centre moved by at most S/4 voxels per axis), the
-    axis ``u`` (unit vector; it starts pointing up, array axis 2 = superior) and the half-angle θ (10°–80°). A
-    voxel at ``x`` (voxel units, q = x − a) lies ``d = |q| · (θ − ∠(q, u))`` voxels from the cone's surface,
-    measured along the arc at its distance from the apex (positive inside), and ``r = sigmoid(d / softness)``, so
-    the region's edge is ``softness`` voxels wide wherever it crosses the skull.
-    """
-
-    def __init__(self, resolution: int, latent_dim: int, hidden: int = 64, softness_voxels: float = 1.0,
-                 min_angle_deg: float = 10.0, max_angle_deg: float = 80.0):
-        super().__init__()
-        self.resolution, self.softness = int(resolution), float(softness_voxels)
-        self.min_angle, self.max_angle = math.radians(min_angle_deg), math.radians(max_angle_deg)
-        self.head = nn.Sequential(nn.Linear(latent_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 7))
-        with torch.no_grad():  # start: apex at the centre, axis up, half-angle 35°, varying a little with z
-            self.head[-1].weight.mul_(0.1)
-            self.head[-1].bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 1.0, -0.8]))
-        centred = torch.arange(self.resolution, dtype=torch.float32) - (self.resolution - 1) / 2.0
-        self.register_buffer("grid", torch.stack(torch.meshgrid(centred, centred, centred, indexing="ij")),
-                             persistent=False)
-
-    def parameters_from(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Apex ``(n, 3)`` (voxels from the volume centre), unit axis ``(n, 3)`` and half-angle ``(n,)`` (radians)."""
-        out = self.head(z)
-        apex = 0.25 * self.resolution * torch.tanh(out[:, :3])
-        axis = F.normalize(out[:, 3:6], dim=1, eps=1e-6)
-        half_angle = self.min_angle + (self.max_angle - self.min_angle) * torch.sigmoid(out[:, 6])
-        return apex, axis, half_angle
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Region logits ``(n, 1, S, S, S)`` (``d / softness``; sigmoid gives ``r``)."""
-        apex, axis, half_angle = self.parameters_from(z)
-        q = self.grid.unsqueeze(0) - apex[:, :, None, None, None]  # (n, 3, S, S, S), voxels
-        u = axis[:, :, None, None, None]
-        along = (q * u).sum(1)
-        across = torch.linalg.cross(q, u.expand_as(q), dim=1).pow(2).sum(1).add(1e-6).sqrt()
-        distance = q.pow(2).sum(1).add(1e-6).sqrt() * (half_angle[:, None, None, None] - torch.atan2(across, along))
-        return (distance / self.softness).unsqueeze(1)
 
 
 def gradient_penalty(critic: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
