@@ -14,6 +14,9 @@ transposed convolution there leaves a checkerboard that no later layer smooths o
 (Soft-IntroVAE, WGAN-GP) learnt to exploit it — samples made of alternating voxels that passed the first validity
 criteria. With only the logits convolution after the interpolation the VAE's samples were blurrier (69 % valid
 against 84 % with the extra convolution, one seed each; docs/BENCHMARKS.md, session 5).
+
+:class:`CapRegion` and :class:`SkullAndCapDecoder` (session 8) let a generator paint the complete skull voxel by
+voxel and the defect as a cone that cuts it — the notebook recipes of all four generators (notebooks 04 and 05).
 """
 
 from __future__ import annotations
