@@ -22,12 +22,13 @@ import torch
 
 from cranialkit.config import device as resolve_device
 from cranialkit.generative import available_generators, get_generator
+from cranialkit.generative.recipes import recipe
 
+# The notebook recipes' model settings (recipes.RECIPES: the cone decoder "skull_and_cap", WGAN-GP n_critic 3), with
+# the VAE family's warm-up skipped so that IntroVAE and Soft-IntroVAE are timed on their adversarial steps.
 MODEL_CONFIGS: dict[str, dict] = {
-    "vae": {"latent_dim": 32},
-    "wgan_gp": {"latent_dim": 32, "n_critic": 5},
-    "introvae": {"latent_dim": 32, "warmup_steps": 0},  # time the adversarial steps, not the VAE warm-up
-    "soft_introvae": {"latent_dim": 32, "warmup_steps": 0},
+    **{name: recipe(name)["config"] for name in ("vae", "wgan_gp")},
+    **{name: {**recipe(name)["config"], "warmup_steps": 0} for name in ("introvae", "soft_introvae")},
     # LDMs: time the denoiser steps (fit would first train the autoencoder for 500 steps); sampling = DDIM-50.
     # benchmarks/ldm_speed.py times both stages, DDIM vs DDPM, and their sample quality.
     "ldm_vqvae": {"autoencoder_steps": 0},
