@@ -335,3 +335,47 @@ def test_wgan_region_smoothing_makes_the_region_coarse():
     assert jump < 0.5 * raw_jump
     with pytest.raises(ValueError, match="region_smoothing"):
         get_generator("wgan_gp")(**SMALL, region_smoothing=3)
+
+
+def test_implant_directions_point_from_the_centre_to_the_implant():
+    """Caps on top of a shell point up (array axis 2); a cap moved to one side points there; a pair without an
+    implant has no direction (NaN row)."""
+    from cranialkit.generative.data import implant_directions
+
+    volumes = _volumes(3)
+    volumes[1, 1] = np.rot90(volumes[1, 1], k=1, axes=(2, 0))  # the cap rotated from the top towards axis 0
+    volumes[2, 1] = 0
+    directions = implant_directions(volumes)
+    assert directions.shape == (3, 3)
+    np.testing.assert_allclose(np.linalg.norm(directions[:2], axis=1), 1.0, atol=1e-9)
+    assert directions[0, 2] > 0.99
+    assert abs(directions[1, 0]) > 0.99 and abs(directions[1, 2]) < 0.1
+    assert np.isnan(directions[2]).all()
+    with pytest.raises(ValueError, match="pairs"):
+        implant_directions(volumes[:, :1])
+
+
+@pytest.mark.parametrize("name", ["vae", "wgan_gp"])
+def test_sampled_defect_cones_are_the_cones_of_the_decoded_samples(name):
+    """The cones are read for the same latent points that ``sample`` decodes: the implant of each sample lies
+    inside its cone (r > 0.5 wherever the implant channel dominates). Models without a cone give None."""
+    from cranialkit.generative.blocks import CapRegion
+    from cranialkit.generative.sampling import sampled_defect_cones
+
+    torch.manual_seed(0)
+    model = _small(name, output="skull_and_cap")
+    cones = sampled_defect_cones(model, 5, "uds")
+    assert cones["apex"].shape == (5, 3) and cones["axis"].shape == (5, 3) and cones["half_angle_deg"].shape == (5,)
+    assert np.all((cones["half_angle_deg"] >= 10) & (cones["half_angle_deg"] <= 80))
+    np.testing.assert_allclose(np.linalg.norm(cones["axis"], axis=1), 1.0, atol=1e-5)
+    samples = model.sample(5, sampler="uds")
+    cap = next(m for m in model.modules() if isinstance(m, CapRegion))
+    grid = cap.grid.numpy()
+    for i in range(5):
+        q = grid - cones["apex"][i][:, None, None, None]
+        cos = np.einsum("c...,c->...", q, cones["axis"][i]) / np.linalg.norm(q, axis=0).clip(min=1e-6)
+        inside = np.degrees(np.arccos(np.clip(cos, -1, 1))) < cones["half_angle_deg"][i]
+        implant_side = samples[i, 1] > samples[i, 0]
+        assert implant_side.any()
+        assert inside[implant_side].mean() > 0.95
+    assert sampled_defect_cones(_small(name), 3) is None

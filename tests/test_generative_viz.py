@@ -52,3 +52,21 @@ def test_training_curves_leave_terms_not_computed_in_the_first_phase_blank():
     for ax in (real_axis, fake_axis):
         assert [line.get_xdata()[0] for line in ax.lines[2:]] == [start + 0.5]  # the dashed marker
     plt.close(fig)
+
+
+def test_defect_directions_places_points_at_their_azimuth_and_elevation():
+    """A direction straight up is drawn at elevation 90°, one along array axis 1 at azimuth 90°, elevation 0°; the
+    sampled cones are coloured by their half-angle; the figure is not blank."""
+    from cranialkit.viz.generative import defect_directions
+
+    training = np.array([[0.0, 0.0, 2.0], [0.0, 3.0, 0.0], [np.nan, np.nan, np.nan]])
+    axes = np.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 1.0]])
+    fig = defect_directions(training, axes, np.array([20.0, 60.0]), title="test")
+    ax = fig.axes[0]
+    grey, cones = ax.collections[:2]
+    np.testing.assert_allclose(grey.get_offsets()[:2], [[0.0, 90.0], [90.0, 0.0]], atol=1e-9)
+    np.testing.assert_allclose(cones.get_offsets(), [[0.0, 0.0], [180.0, 45.0]], atol=1e-9)
+    np.testing.assert_allclose(cones.get_array(), [20.0, 60.0])
+    fig.canvas.draw()
+    assert np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(float).std() > 10
+    plt.close(fig)

@@ -43,3 +43,22 @@ def phantom_pairs(n_subjects: int = 10, resolution: int = 32, seed: int = 0,
 
     dataset = phantom_dataset(n_subjects=n_subjects, resolution=phantom_resolution or max(64, resolution), seed=seed)
     return pairs_from_dataset(dataset, resolution), grid_spacing_mm(dataset, resolution)
+
+
+def implant_directions(volumes: np.ndarray) -> np.ndarray:
+    """Unit vectors ``(N, 3)`` from the grid centre to each pair's implant centre of mass, in array axes.
+
+    ``volumes`` are pairs ``(N, 2, S, S, S)`` (channel 1 = implant): where on the head each defect lies, to compare
+    with the cone axes a generator samples (:func:`cranialkit.generative.sampling.sampled_defect_cones`). A pair
+    without implant voxels has no direction: its row is NaN (plots skip it).
+    """
+    x = np.asarray(volumes)
+    if x.ndim != 5 or x.shape[1] != 2:
+        raise ValueError(f"expected pairs of shape (N, 2, S, S, S), got {x.shape}")
+    implant = x[:, 1].reshape(len(x), -1).astype(np.float64)
+    mass = implant.sum(1)
+    grid = np.indices(x.shape[2:]).reshape(3, -1).T - (np.array(x.shape[2:]) - 1) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centres = implant @ grid / mass[:, None]
+    centres[mass <= 0] = np.nan
+    return centres / np.linalg.norm(centres, axis=1, keepdims=True).clip(min=1e-9)

@@ -206,3 +206,23 @@ def valid_fraction_by_seed(model: Generator, n: int, seeds: Iterable[int] = rang
         raise ValueError("valid_fraction_by_seed needs at least one seed")
     return [valid_fraction(model.sample(n, sampler="random", seed=int(s), device=device, **sample_kwargs))
             for s in seeds]
+
+
+@torch.no_grad()
+def sampled_defect_cones(model: Generator, n: int, sampler: str = "random", seed: int = 0,
+                         scale: float = 1.0) -> dict[str, np.ndarray] | None:
+    """Where a generator with a cone-shaped defect region (``output = "skull_and_cap"``) puts its defects.
+
+    For the same ``n`` latent points as ``model.sample(n, sampler, seed, scale=scale)`` decodes, the cone of each
+    (:class:`~cranialkit.generative.blocks.CapRegion`): ``apex`` ``(n, 3)`` in voxels from the grid centre,
+    unit ``axis`` ``(n, 3)`` in array axes (axis 2 = superior) and ``half_angle_deg`` ``(n,)``. ``None`` for a
+    model that paints its defect otherwise (no cone to read). Taught in notebooks 04–07.
+    """
+    from cranialkit.generative.blocks import CapRegion
+
+    cap = next((m for m in model.modules() if isinstance(m, CapRegion)), None)
+    if cap is None:
+        return None
+    z = latent_points(n, model.latent_shape, sampler, seed=seed, scale=scale).to(model.device)
+    apex, axis, half_angle = (t.float().cpu().numpy() for t in cap.parameters_from(z))
+    return {"apex": apex, "axis": axis, "half_angle_deg": np.degrees(half_angle)}

@@ -252,3 +252,30 @@ def nearest_dice_histogram(values: Mapping[str, np.ndarray], title: str = "Neare
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def _azimuth_elevation(directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Degrees: azimuth in the plane of array axes 0 and 1, elevation towards axis 2 (superior)."""
+    d = np.asarray(directions, dtype=np.float64)
+    d = d / np.linalg.norm(d, axis=1, keepdims=True).clip(min=1e-12)
+    return np.degrees(np.arctan2(d[:, 1], d[:, 0])), np.degrees(np.arcsin(np.clip(d[:, 2], -1.0, 1.0)))
+
+
+def defect_directions(training_directions: np.ndarray, cone_axes: np.ndarray, half_angles_deg: np.ndarray,
+                      title: str = "Where the defects are") -> Figure:
+    """Azimuth/elevation map (degrees, array axes; elevation 90° = the top of the head) of the training implants'
+    directions (grey) and a generator's sampled cone axes, coloured by the cone's half-angle.
+
+    If the generator covers the data, its points spread over the same places as the grey ones instead of sitting
+    in one spot (mode collapse). Inputs: ``(n, 3)`` direction vectors (any length) and ``(m,)`` half-angles.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(*_azimuth_elevation(training_directions), c="grey", s=25, label="training implants (centre of mass)")
+    points = ax.scatter(*_azimuth_elevation(cone_axes), c=np.asarray(half_angles_deg), cmap="plasma", s=20,
+                        edgecolor="k", linewidth=0.3, label="sampled cone axes")
+    fig.colorbar(points, ax=ax, label="half-angle θ (degrees)")
+    ax.set(xlabel="azimuth (degrees)", ylabel="elevation (degrees)", xlim=(-180, 180), ylim=(-90, 90), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
