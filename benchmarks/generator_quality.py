@@ -34,6 +34,7 @@ from cranialkit.generative.sampling import (
     nearest_training_dice,
     valid_fraction,
     valid_fraction_by_seed,
+    vault_gap_fraction,
     volume_diversity,
 )
 
@@ -49,6 +50,7 @@ def evaluate(model, training: np.ndarray, n: int, device: str) -> dict:
             "nearest_training_dice_mean": float(nearest.mean()),
             "nearest_training_dice_max": float(nearest.max()),
             **{f"diversity_{k}": v for k, v in volume_diversity(samples).items()},
+            "vault_gap_fraction_mean": float(vault_gap_fraction(samples).mean()),  # training: see main()
             **{k: v for k, v in latent_coverage(latent_points(n, model.latent_shape, sampler, seed=1)).items()
                if k in ("covering_distance", "projection_discrepancy", "mean_nn_distance")},
         }
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         "machine": platform.node(), "device": str(resolve_device(args.device)), "torch": torch.__version__,
         "parameters": {"resolution": args.resolution, "n": args.n, "quick": args.quick, "training_pairs": len(training),
                        "spacing_mm": spacing, "recipes": {k: RECIPES[k] for k in args.models}},
+        "training_set": {"diversity_pair": volume_diversity(training)["pair"],
+                         "vault_gap_fraction_mean": float(vault_gap_fraction(training).mean())},
         "results": results,
     }, indent=1))
 

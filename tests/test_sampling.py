@@ -126,3 +126,34 @@ def test_valid_fraction_by_seed_draws_once_per_seed():
     assert model.calls == [(4, "random", 0), (4, "random", 1), (4, "random", 3)]
     with pytest.raises(ValueError, match="at least one seed"):
         valid_fraction_by_seed(model, 4, seeds=[])
+
+
+def _spherical_shell_pair(size: int, hole_half_angle_deg: float = 0.0) -> np.ndarray:
+    """A spherical shell (2 voxels thick) centred in the grid as a pair, with an open cap around axis 2."""
+    g = np.indices((size,) * 3) - (size - 1) / 2.0
+    r = np.sqrt((g**2).sum(0))
+    shell = (r > 0.35 * size) & (r < 0.35 * size + 2.0)
+    if hole_half_angle_deg > 0:
+        angle = np.degrees(np.arccos(np.clip(g[2] / np.maximum(r, 1e-9), -1, 1)))
+        shell &= angle > hole_half_angle_deg
+    pair = np.zeros((2, size, size, size), np.float32)
+    pair[0] = shell
+    return pair
+
+
+def test_vault_gap_fraction_is_zero_for_a_closed_shell_and_the_cap_area_for_an_open_one():
+    """A closed shell leaks no ray; a shell with a cap of half-angle θ removed around the top leaks the cap's
+    share of the upper directions, (1 − cos θ) / (1 − sin 10°); the implant channel counts as bone."""
+    from cranialkit.generative.sampling import vault_gap_fraction
+
+    closed, opened = _spherical_shell_pair(48), _spherical_shell_pair(48, 30.0)
+    filled = opened.copy()
+    filled[1] = closed[0] * (1 - opened[0])  # the cap painted as implant closes the shell again
+    gaps = vault_gap_fraction(np.stack([closed, opened, filled]))
+    expected = (1 - np.cos(np.radians(30))) / (1 - np.sin(np.radians(10)))
+    assert gaps.shape == (3,)
+    assert gaps[0] == 0.0 and gaps[2] == 0.0
+    assert abs(gaps[1] - expected) < 0.02
+    assert vault_gap_fraction(opened).shape == (1,)
+    with pytest.raises(ValueError, match="pairs"):
+        vault_gap_fraction(np.zeros((3, 1, 8, 8, 8)))
