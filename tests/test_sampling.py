@@ -157,3 +157,16 @@ def test_vault_gap_fraction_is_zero_for_a_closed_shell_and_the_cap_area_for_an_o
     assert vault_gap_fraction(opened).shape == (1,)
     with pytest.raises(ValueError, match="pairs"):
         vault_gap_fraction(np.zeros((3, 1, 8, 8, 8)))
+
+
+def test_defect_direction_recall_counts_training_implants_near_a_sampled_axis():
+    from cranialkit.generative.sampling import defect_direction_recall
+
+    up, side, front = [0.0, 0.0, 3.0], [1.0, 0.0, 0.0], [0.0, -2.0, 0.3]
+    training = np.array([up, side, front, [np.nan] * 3])
+    tilted = [np.sin(np.radians(10)), 0.0, np.cos(np.radians(10))]  # 10° from up
+    assert defect_direction_recall(training, np.array([tilted])) == pytest.approx(1 / 3)
+    assert defect_direction_recall(training, np.array([tilted]), max_angle_deg=5.0) == 0.0
+    assert defect_direction_recall(training, np.array([up, side, front])) == 1.0
+    with pytest.raises(ValueError, match="at least one"):
+        defect_direction_recall(np.full((2, 3), np.nan), np.array([up]))

@@ -267,3 +267,21 @@ def vault_gap_fraction(samples: np.ndarray, threshold: float = 0.5, n_directions
     bone = (x[:, 0] > threshold) | (x[:, 1] > threshold)
     hits = bone[:, points[..., 0], points[..., 1], points[..., 2]] & inside  # (n, directions, radii)
     return 1.0 - hits.any(axis=2).mean(axis=1)
+
+
+def defect_direction_recall(training_directions: np.ndarray, sampled_axes: np.ndarray,
+                            max_angle_deg: float = 15.0) -> float:
+    """Share of the training implants that have a sampled defect axis within ``max_angle_deg`` (degrees) of their
+    direction: 1 when the generator draws defects wherever the training set has them; lower when it leaves some
+    places out (a mode drop that validity and Dice do not show). Directions are ``(n, 3)`` vectors of any length
+    (:func:`cranialkit.generative.data.implant_directions`, :func:`sampled_defect_cones`); NaN rows are skipped.
+    """
+    reference = np.asarray(training_directions, dtype=np.float64)
+    reference = reference[np.all(np.isfinite(reference), axis=1)]
+    axes = np.asarray(sampled_axes, dtype=np.float64)
+    if len(reference) == 0 or len(axes) == 0:
+        raise ValueError("defect_direction_recall needs at least one training direction and one sampled axis")
+    reference = reference / np.linalg.norm(reference, axis=1, keepdims=True).clip(min=1e-12)
+    axes = axes / np.linalg.norm(axes, axis=1, keepdims=True).clip(min=1e-12)
+    nearest_cos = (reference @ axes.T).max(axis=1)
+    return float(np.mean(nearest_cos >= math.cos(math.radians(max_angle_deg))))
