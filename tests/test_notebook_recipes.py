@@ -18,13 +18,15 @@ GENERATOR_NOTEBOOKS = {"04": "vae", "05": "wgan_gp", "06": "introvae", "07": "so
 
 
 def notebook_parameters(number: str) -> dict:
-    """The literal assignments of notebook ``number``'s parameters cell."""
+    """The assignments of notebook ``number``'s parameters cell: literals, or arithmetic on them (``1 / 3e-3``),
+    evaluated without builtins."""
     (path,) = [p for p in list_notebooks() if p.name.startswith(number)]
     source = parameters_cells(nbformat.read(path, as_version=4))[0].source
     values = {}
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            values[node.targets[0].id] = ast.literal_eval(node.value)
+            expression = compile(ast.Expression(node.value), "<parameters>", "eval")
+            values[node.targets[0].id] = eval(expression, {"__builtins__": {}})  # noqa: S307 - our own cell
     return values
 
 

@@ -198,10 +198,13 @@ class Generator(nn.Module, abc.ABC):
         self.eval()
         return history
 
-    def _save_training_checkpoint(self, path: Path, step: int, history: dict, batch_rng: torch.Generator) -> None:
-        rng = {"torch": torch.get_rng_state(), "batches": batch_rng.get_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+    def _save_training_checkpoint(self, path: Path, step: int, history: dict, batch_rng: torch.Generator | None,
+                                  rng: dict | None = None) -> None:
+        """Write the training state atomically; ``rng`` replaces the current random-number states (warm starts)."""
+        if rng is None:
+            rng = {"torch": torch.get_rng_state(), "batches": batch_rng.get_state()}
+            if self.device.type == "cuda":
+                rng["cuda"] = torch.cuda.get_rng_state(self.device)
         atomic_torch_save(
             {
                 "name": self.name,

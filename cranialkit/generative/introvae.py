@@ -41,12 +41,17 @@ class IntroVAE(VAEFamily):
         return {"encoder": torch.optim.Adam(self.encoder.parameters(), lr=lr),
                 "decoder": torch.optim.Adam(self.decoder.parameters(), lr=lr)}
 
+    def warmup_weights(self) -> tuple[float, float]:
+        return float(self.config["beta"]), 1.0
+
+    def warmup_terms(self, loss: float, rec: float, kl: float) -> dict[str, float]:
+        return {"encoder": loss, "decoder": self.config["beta"] * rec, "reconstruction": rec, "kl_real": kl,
+                "kl_reconstructed": 0.0, "kl_fake": 0.0}
+
     def training_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
         cfg = self.config
         if step < cfg["warmup_steps"]:  # a plain VAE (α = 0): L_E = KL + β · L_AE, L_G = β · L_AE
-            loss, rec, kl = self.warmup_step(batch, rec_weight=cfg["beta"], kl_weight=1.0)
-            return {"encoder": loss, "decoder": cfg["beta"] * rec, "reconstruction": rec, "kl_real": kl,
-                    "kl_reconstructed": 0.0, "kl_fake": 0.0}
+            return self.warmup_terms(*self.warmup_step(batch, *self.warmup_weights()))
         alpha, beta, margin = cfg["alpha"], cfg["beta"], cfg["margin"]
         z_p = self.prior_sample(len(batch))
 

@@ -49,7 +49,7 @@ RECIPES: dict[str, dict] = {
     # swings between runs and checkpoints), 94 % after 200 adversarial steps at margin 25. Session 8: the cone
     # decoder (output "skull_and_cap", see "vae"): 100 % after 1000 warm-up steps (sweep).
     "introvae": {"steps": 2200, "batch_size": 8, "lr": 2e-3,
-                 "config": {"latent_dim": 32, "warmup_steps": 2000, "alpha": 0.05, "beta": 333.0, "margin": 25.0,
+                 "config": {"latent_dim": 32, "warmup_steps": 2000, "alpha": 0.05, "beta": 1 / 3e-3, "margin": 25.0,
                             "output": "skull_and_cap"}},
     # 1500 VAE warm-up steps, then 150 adversarial ones at a tenth of the learning rate. At the full rate the
     # adversarial phase wrecked the model (83 % → 21 % valid); at a tenth it degrades after ~150 steps (63 % at 300).
@@ -59,8 +59,8 @@ RECIPES: dict[str, dict] = {
     # 7 (5 draws each): 91 % at 1500 warm-up steps, 90 % at 2000, 84 % after 100 adversarial steps — at this scale
     # the soft adversarial phase lowers validity, which notebook 07 shows rather than hides. Session 8: the cone
     # decoder (output "skull_and_cap", see "vae"): 100 % after the warm-up (sweep).
-    "soft_introvae": {"steps": 1650, "batch_size": 8, "lr": 2e-3,
-                      "config": {"latent_dim": 32, "warmup_steps": 1500, "beta_kl": 3e-3, "beta_neg": 1.2e-2,
+    "soft_introvae": {"steps": 2150, "batch_size": 8, "lr": 2e-3,
+                      "config": {"latent_dim": 32, "warmup_steps": 2000, "beta_kl": 3e-3, "beta_neg": 1.2e-2,
                                  "adversarial_lr_scale": 0.1, "output": "skull_and_cap"}},
 }
 
@@ -96,6 +96,30 @@ def checkpoint_path(model: Generator, volumes: np.ndarray, steps: int, batch_siz
     return data_dir() / "generators" / f"{model.name}_r{model.resolution}_s{steps}_{digest}.pt"
 
 
+def warm_start_from_vae(model: Generator, volumes: np.ndarray, steps: int, batch_size: int, lr: float, seed: int = 0,
+                        device: str = "auto", progress: bool = True) -> Path:
+    """:func:`checkpoint_path` of ``model`` (IntroVAE or Soft-IntroVAE, ``steps`` in all), with its warm-up in place.
+
+    The warm-up is a plain VAE (:mod:`cranialkit.generative.warm_start`): when the model's checkpoint does not exist
+    yet, the VAE of the same settings is loaded from its own checkpoint — with the recipes' settings that is notebook
+    04's model — or trained for ``warmup_steps`` now, and the model's checkpoint at the end of its warm-up is made
+    from it. ``model.fit(volumes, steps, ..., checkpoint_path=<returned path>)`` then runs only the adversarial
+    steps. A model without warm-up steps (or one whose checkpoint exists) is left alone.
+    """
+    from cranialkit.generative.warm_start import warmup_vae_config, write_warmup_checkpoint
+
+    path = checkpoint_path(model, volumes, steps, batch_size, lr, seed)
+    warmup_steps = int(model.config.get("warmup_steps", 0))
+    if path.exists() or warmup_steps <= 0 or steps <= warmup_steps:
+        return path
+    vae = get_generator("vae")(**warmup_vae_config(model))
+    vae_path = checkpoint_path(vae, volumes, warmup_steps, batch_size, lr, seed)
+    torch.manual_seed(seed)
+    vae.fit(volumes, steps=warmup_steps, batch_size=batch_size, lr=lr, device=device, seed=seed,
+            checkpoint_path=vae_path, progress=progress, checkpoint_every=max(1, min(100, warmup_steps // 2)))
+    return write_warmup_checkpoint(model, vae_path, path)
+
+
 def train_or_load(name: str, volumes: np.ndarray, steps: int | None = None, device: str = "auto", seed: int = 0,
                   progress: bool = True, fallback_steps: int = 300, **overrides) -> tuple[Generator, dict]:
     """The generator ``name`` trained with its recipe on ``volumes`` — loaded from :func:`checkpoint_path` when a
@@ -112,8 +136,11 @@ def train_or_load(name: str, volumes: np.ndarray, steps: int | None = None, devi
     config = {**plan["config"], **overrides}
     resolution = int(np.shape(volumes)[-1])
     model = get_generator(name)(resolution=resolution, **config)
+    if int(model.config.get("warmup_steps", 0)) > 0:  # IntroVAE, Soft-IntroVAE: the warm-up is a VAE's training
+        path = warm_start_from_vae(model, volumes, steps, batch_size, lr, seed, device=device, progress=progress)
+    else:
+        path = checkpoint_path(model, volumes, steps, batch_size, lr, seed)
     torch.manual_seed(seed)
     history = model.fit(volumes, steps=steps, batch_size=batch_size, lr=lr, device=device, seed=seed,
-                        checkpoint_path=checkpoint_path(model, volumes, steps, batch_size, lr, seed), progress=progress,
-                        checkpoint_every=max(1, min(100, steps // 2)))
+                        checkpoint_path=path, progress=progress, checkpoint_every=max(1, min(100, steps // 2)))
     return model, history

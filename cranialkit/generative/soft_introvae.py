@@ -66,13 +66,18 @@ class SoftIntroVAE(VAEFamily):
         logits = self.decoder(reparameterize(mu, logvar))
         return reconstruction_error(logits, x, self.config["dice_weight"]), kl_divergence(mu, logvar)
 
+    def warmup_weights(self) -> tuple[float, float]:
+        return float(self.config["beta_rec"]), float(self.config["beta_kl"])
+
+    def warmup_terms(self, loss: float, rec: float, kl: float) -> dict[str, float]:
+        return {"encoder": loss, "decoder": self.config["beta_rec"] * rec, "reconstruction": rec, "kl_real": kl,
+                "kl_fake": 0.0, "exp_elbo": 0.0}
+
     def training_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
         cfg = self.config
         b_rec, b_kl, b_neg, gamma_r = cfg["beta_rec"], cfg["beta_kl"], cfg["beta_neg"], cfg["gamma_r"]
         if step < cfg["warmup_steps"]:  # a plain VAE: L_E = E_real(x), L_D = β_rec · L_rec
-            loss, rec, kl = self.warmup_step(batch, rec_weight=b_rec, kl_weight=b_kl)
-            return {"encoder": loss, "decoder": b_rec * rec, "reconstruction": rec, "kl_real": kl, "kl_fake": 0.0,
-                    "exp_elbo": 0.0}
+            return self.warmup_terms(*self.warmup_step(batch, *self.warmup_weights()))
         self._scale_learning_rates(cfg["adversarial_lr_scale"])
         z_f = self.prior_sample(len(batch))
 

@@ -96,6 +96,15 @@ class VAEFamily(Generator):
         """``n`` latent points from the N(0, I) prior on the model's device (used during training)."""
         return torch.randn(n, *self.latent_shape, device=self.device)
 
+    def warmup_weights(self) -> tuple[float, float]:
+        """``(rec_weight, kl_weight)`` of the plain-VAE loss of this model's warm-up (IntroVAE, Soft-IntroVAE): the
+        warm-up trains a VAE with KL weight ``kl_weight / rec_weight``, its loss scaled by ``rec_weight``."""
+        raise NotImplementedError(f"{self.name} has no plain-VAE warm-up")
+
+    def warmup_terms(self, loss: float, rec: float, kl: float) -> dict[str, float]:
+        """The loss terms a warm-up step logs (the keys of the adversarial steps, those not computed set to 0)."""
+        raise NotImplementedError(f"{self.name} has no plain-VAE warm-up")
+
     def warmup_step(self, batch: torch.Tensor, rec_weight: float, kl_weight: float) -> tuple[float, float, float]:
         """One plain-VAE step for the warm-up of IntroVAE and Soft-IntroVAE: ``rec_weight · L_rec + kl_weight · KL``,
         one backward pass, then every optimizer steps. (Their adversarial steps update the encoder, then run the
