@@ -6,6 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Set before cranialkit is imported anywhere: tests never write into the user's cache.
@@ -23,3 +24,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sample data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def shell_pairs(n: int = 6, size: int = 16, seed: int = 0) -> np.ndarray:
+    """``n`` skull-like test pairs ``(n, 2, S, S, S)``: a spherical shell of random size, its top cap as the
+    implant (channel 1) and the rest as the defective skull (channel 0); float32 in {0, 1}."""
+    rng = np.random.default_rng(seed)
+    g = (np.mgrid[:size, :size, :size] + 0.5) / size - 0.5
+    out = np.zeros((n, 2, size, size, size), np.float32)
+    for i in range(n):
+        r = np.sqrt((g**2).sum(0)) / rng.uniform(0.8, 1.0)
+        skull = (r < 0.42) & (r > 0.3)
+        cap = skull & (g[2] > rng.uniform(0.2, 0.3))
+        out[i, 0], out[i, 1] = skull & ~cap, cap
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import shell_pairs
 
 from cranialkit.generative import Generator, available_generators, get_generator, load_generator
 from cranialkit.generative.blocks import ConvDecoder, ConvEncoder, num_levels
@@ -13,18 +14,6 @@ from cranialkit.generative.wgan_gp import gradient_penalty
 
 MINE = ("vae", "wgan_gp", "introvae", "soft_introvae")
 SMALL = {"resolution": 16, "latent_dim": 8, "base_channels": 4, "max_channels": 16}
-
-
-def _volumes(n=6, size=16, seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    g = (np.mgrid[:size, :size, :size] + 0.5) / size - 0.5
-    out = np.zeros((n, 2, size, size, size), np.float32)
-    for i in range(n):
-        r = np.sqrt((g**2).sum(0)) / rng.uniform(0.8, 1.0)
-        skull = (r < 0.42) & (r > 0.3)
-        cap = skull & (g[2] > rng.uniform(0.2, 0.3))
-        out[i, 0], out[i, 1] = skull & ~cap, cap
-    return out
 
 
 @pytest.fixture(autouse=True)
@@ -51,13 +40,13 @@ def test_registry_lists_my_generators():
 def test_each_generator_trains_samples_and_round_trips(name, tmp_path):
     torch.manual_seed(0)
     model = _small(name)
-    history = model.fit(_volumes(), steps=3, batch_size=2, lr=1e-3, device="cpu", progress=False)
+    history = model.fit(shell_pairs(), steps=3, batch_size=2, lr=1e-3, device="cpu", progress=False)
     assert history and all(len(v) == 3 and np.isfinite(v).all() for v in history.values())
     assert model.latent_shape == (8,)
     samples = model.sample(3, sampler="uds", batch_size=2, device="cpu")
     assert samples.shape == (3, 2, 16, 16, 16) and samples.dtype == np.float32
     assert samples.min() >= 0 and samples.max() <= 1
-    latents = model.encode_batched(_volumes(3), device="cpu")
+    latents = model.encode_batched(shell_pairs(3), device="cpu")
     if name == "wgan_gp":
         assert latents is None
     else:
@@ -70,7 +59,7 @@ def test_each_generator_trains_samples_and_round_trips(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["vae", "wgan_gp"])
 def test_resume_gives_the_same_weights_as_one_run(name, tmp_path):
-    data = _volumes()
+    data = shell_pairs()
     torch.manual_seed(0)
     straight = _small(name)
     straight.fit(data, steps=4, batch_size=2, device="cpu", progress=False, seed=3)
@@ -92,9 +81,9 @@ def test_resume_gives_the_same_weights_as_one_run(name, tmp_path):
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     ckpt = tmp_path / "vae.pt"
-    _small("vae").fit(_volumes(), steps=1, batch_size=2, device="cpu", progress=False, checkpoint_path=ckpt)
+    _small("vae").fit(shell_pairs(), steps=1, batch_size=2, device="cpu", progress=False, checkpoint_path=ckpt)
     with pytest.raises(ValueError, match="checkpoint is for"):
-        _small("vae", beta=0.5).fit(_volumes(), steps=2, device="cpu", progress=False, checkpoint_path=ckpt)
+        _small("vae", beta=0.5).fit(shell_pairs(), steps=2, device="cpu", progress=False, checkpoint_path=ckpt)
 
 
 def test_checkpoint_path_depends_on_settings_and_training_data(tmp_path, monkeypatch):
@@ -103,28 +92,28 @@ def test_checkpoint_path_depends_on_settings_and_training_data(tmp_path, monkeyp
     from cranialkit.generative.recipes import checkpoint_path
 
     monkeypatch.setenv("CRANIALKIT_DATA_DIR", str(tmp_path))
-    model, data = _small("vae"), _volumes()
+    model, data = _small("vae"), shell_pairs()
     path = checkpoint_path(model, data, 100, 8, 1e-3)
     assert path.parent == tmp_path / "generators" and path.name.startswith("vae_r16_s100_")
     assert checkpoint_path(model, data.copy(), 100, 8, 1e-3) == path
-    assert checkpoint_path(model, _volumes(seed=1), 100, 8, 1e-3) != path  # other cases
+    assert checkpoint_path(model, shell_pairs(seed=1), 100, 8, 1e-3) != path  # other cases
     assert checkpoint_path(model, data[:4], 100, 8, 1e-3) != path  # fewer cases
     assert checkpoint_path(model, data, 100, 8, 2e-3) != path
     assert checkpoint_path(_small("vae", beta=0.5), data, 100, 8, 1e-3) != path
 
 
-def test_fit_rejects_bad_volumes():
+def test_fit_rejects_badshell_pairs():
     model = _small("vae")
     with pytest.raises(ValueError, match=r"\(N, 2, S, S, S\)"):
         model.fit(np.zeros((2, 1, 16, 16, 16)), steps=1, progress=False)
     with pytest.raises(ValueError, match="resolution 8"):
         model.fit(np.zeros((2, 2, 8, 8, 8)), steps=1, progress=False)
-    bad = _volumes()
+    bad = shell_pairs()
     bad[0, 0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         model.fit(bad, steps=1, progress=False)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        model.fit(_volumes() * 2, steps=1, progress=False)
+        model.fit(shell_pairs() * 2, steps=1, progress=False)
 
 
 def test_load_generator_errors(tmp_path):
@@ -177,7 +166,7 @@ def test_kl_divergence_matches_closed_form():
 
 
 def test_reconstruction_error_is_low_for_a_match():
-    target = torch.as_tensor(_volumes(2))
+    target = torch.as_tensor(shell_pairs(2))
     good = reconstruction_error((target * 2 - 1) * 12, target)
     bad = reconstruction_error(-(target * 2 - 1) * 12, target)
     assert good.shape == (2,) and (good < 0.05).all() and (bad > 1.0).all()
@@ -263,7 +252,7 @@ def test_vae_family_skull_and_cap_decoder_gives_the_cut_skull_as_logits(name):
                                atol=1e-5, rtol=1e-4)
     model.optim = model.optimizers(1e-3)
     before = model.decoder.cap.head[-1].weight.clone()
-    model.training_step(torch.from_numpy(_volumes(4)), 5)
+    model.training_step(torch.from_numpy(shell_pairs(4)), 5)
     assert not torch.equal(before, model.decoder.cap.head[-1].weight)
     with pytest.raises(ValueError, match="unknown output"):
         _small(name, output="skull_and_region")
@@ -292,7 +281,7 @@ def test_warmup_step_is_one_vae_step(name):
                    "decoder": torch.optim.SGD(model.decoder.parameters(), lr=0.1)}
     vae.optim = {"model": torch.optim.SGD(vae.parameters(), lr=0.1 * loss_scale)}
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    x = torch.from_numpy(_volumes(4))
+    x = torch.from_numpy(shell_pairs(4))
     torch.manual_seed(1)
     warmup_terms = model.training_step(x, 0)
     torch.manual_seed(1)
@@ -310,11 +299,11 @@ def test_soft_introvae_adversarial_phase_scales_the_learning_rate_once(tmp_path)
     ckpt = tmp_path / "soft.pt"
     args = dict(batch_size=2, lr=1e-3, device="cpu", progress=False, checkpoint_path=ckpt, checkpoint_every=1)
     model = _small("soft_introvae", warmup_steps=2, adversarial_lr_scale=0.1)
-    model.fit(_volumes(), steps=2, **args)
+    model.fit(shell_pairs(), steps=2, **args)
     assert {g["lr"] for opt in model.optim.values() for g in opt.param_groups} == {1e-3}
-    model.fit(_volumes(), steps=3, **args)
+    model.fit(shell_pairs(), steps=3, **args)
     resumed = _small("soft_introvae", warmup_steps=2, adversarial_lr_scale=0.1)
-    resumed.fit(_volumes(), steps=5, **args)
+    resumed.fit(shell_pairs(), steps=5, **args)
     for trained in (model, resumed):
         assert [g["lr"] for opt in trained.optim.values() for g in opt.param_groups] == pytest.approx([1e-4, 1e-4])
 
@@ -342,7 +331,7 @@ def test_implant_directions_point_from_the_centre_to_the_implant():
     implant has no direction (NaN row)."""
     from cranialkit.generative.data import implant_directions
 
-    volumes = _volumes(3)
+    volumes = shell_pairs(3)
     volumes[1, 1] = np.rot90(volumes[1, 1], k=1, axes=(2, 0))  # the cap rotated from the top towards axis 0
     volumes[2, 1] = 0
     directions = implant_directions(volumes)

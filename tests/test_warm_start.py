@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import shell_pairs
 
 from cranialkit.generative import get_generator
 from cranialkit.generative.recipes import checkpoint_path, warm_start_from_vae
@@ -21,18 +22,6 @@ def _few_threads(tmp_path, monkeypatch):
     monkeypatch.setenv("CRANIALKIT_DATA_DIR", str(tmp_path / "data"))
 
 
-def _volumes(n=6, size=16, seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    g = (np.mgrid[:size, :size, :size] + 0.5) / size - 0.5
-    out = np.zeros((n, 2, size, size, size), np.float32)
-    for i in range(n):
-        r = np.sqrt((g**2).sum(0)) / rng.uniform(0.8, 1.0)
-        skull = (r < 0.42) & (r > 0.3)
-        cap = skull & (g[2] > rng.uniform(0.2, 0.3))
-        out[i, 0], out[i, 1] = skull & ~cap, cap
-    return out
-
-
 def _model(name: str, **extra):
     return get_generator(name)(**SMALL, **{**CONFIGS[name], **extra}, warmup_steps=WARMUP)
 
@@ -43,7 +32,7 @@ def test_a_vae_checkpoint_is_the_warm_up(name, extra, tmp_path):
     the same weights, Adam moments, loss history and step: the warm-up *is* that VAE's training. (Exactly so when
     the warm-up loss is the VAE's loss times 1 — Soft-IntroVAE with β_rec = 1, IntroVAE with β = 1; at another
     scale Adam's ε makes the two differ on weights whose gradients are below ≈ 1e-7, see the next test.)"""
-    volumes = _volumes()
+    volumes = shell_pairs()
     torch.manual_seed(0)
     own = _model(name, **extra)
     initial = {k: v.clone() for k, v in own.state_dict().items()}
@@ -82,7 +71,7 @@ def test_adam_moments_are_rescaled_to_the_models_loss_scale(tmp_path):
     """IntroVAE's warm-up loss is β × the VAE's (KL weight 1/β): the converted Adam moments are the VAE's times β
     (first moment) and β² (second), so that Adam's steps go on at the same size; the weights are the VAE's and the
     history is written in IntroVAE's terms (encoder loss = KL + β · L_AE)."""
-    volumes = _volumes()
+    volumes = shell_pairs()
     model = _model("introvae")
     beta = model.config["beta"]
     vae = get_generator("vae")(**warmup_vae_config(model))
@@ -107,7 +96,7 @@ def test_adam_moments_are_rescaled_to_the_models_loss_scale(tmp_path):
 
 
 def test_a_vae_that_is_not_the_warm_up_is_refused_by_name(tmp_path):
-    volumes = _volumes()
+    volumes = shell_pairs()
     model = _model("introvae")
     other = get_generator("vae")(**{**warmup_vae_config(model), "beta": 1e-2})
     other.fit(volumes, steps=WARMUP, batch_size=2, seed=0, checkpoint_path=tmp_path / "beta.pt", progress=False,
@@ -130,7 +119,7 @@ def test_a_vae_that_is_not_the_warm_up_is_refused_by_name(tmp_path):
 def test_warm_start_from_vae_reuses_the_vae_of_the_same_settings(tmp_path):
     """The VAE trained with the warm-up's settings (as notebook 04 trains it) is found and not trained again; the
     model's checkpoint then holds the warm-up and an existing checkpoint is left alone."""
-    volumes = _volumes()
+    volumes = shell_pairs()
     model = _model("soft_introvae")
     vae = get_generator("vae")(**warmup_vae_config(model))
     vae_path = checkpoint_path(vae, volumes, WARMUP, 2, 2e-3, seed=0)
