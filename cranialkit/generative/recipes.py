@@ -2,12 +2,12 @@
 
 Used by notebooks 04_vae, 05_wgan_gp, 06_introvae, 07_soft_introvae, 09_uds_vs_random and by
 ``benchmarks/generator_quality.py`` (which checks them), so that all report the same models. At 32³ voxels on the
-phantom dataset (10 subjects × 6 defect classes = 60 pairs); budgeted in steps, not seconds. Relative CPU cost of one
-step at batch 8 (adversarial phase; VAE = 1, ≈ 0.1–0.3 CPU-s): IntroVAE ≈ 3, Soft-IntroVAE ≈ 5, WGAN-GP (n_critic = 3) ≈
-6 (IntroVAE and Soft-IntroVAE warm up as plain VAEs — since session 9 by starting from the "vae" recipe's model,
-:func:`warm_start_from_vae`, so their warm-up costs nothing once notebook 04 has run). Validity under the session-5
-criteria (speckle and scatter tests): docs/BENCHMARKS.md; the earlier 94–100 % figures counted speckled and checkerboard
-samples as valid. Session 6 raised the KL weight of the VAE family from 1e-3 to 3e-3.
+phantom dataset (10 subjects × 6 defect classes = 60 pairs); budgeted in steps, not seconds. Relative CPU cost of
+one step at batch 8 (adversarial phase; VAE = 1, ≈ 0.1–0.3 CPU-s): IntroVAE ≈ 3, Soft-IntroVAE ≈ 5, WGAN-GP
+(n_critic = 3) ≈ 6. IntroVAE and Soft-IntroVAE warm up as plain VAEs — since session 9 by starting from the "vae"
+recipe's model (:func:`warm_start_from_vae`), so their warm-up costs nothing once notebook 04 has run. Validity
+under the session-5 criteria (speckle and scatter tests): docs/BENCHMARKS.md; the earlier 94–100 % figures counted
+speckled and checkerboard samples as valid. Session 6 raised the KL weight of the VAE family from 1e-3 to 3e-3.
 """
 
 from __future__ import annotations
@@ -54,15 +54,16 @@ RECIPES: dict[str, dict] = {
     "introvae": {"steps": 2200, "batch_size": 8, "lr": 2e-3,
                  "config": {"latent_dim": 32, "warmup_steps": 2000, "alpha": 0.05, "beta": 1 / 3e-3, "margin": 25.0,
                             "output": "skull_and_cap"}},
-    # 2000 VAE warm-up steps (1500 until session 8), then 150 adversarial ones at a tenth of the learning rate. At the
-    # full rate the adversarial phase wrecked the model (83 % → 21 % valid); at a tenth it degrades after ~150 steps (63
-    # % at 300). The old recipe (250 + 150 steps at full rate) drew checkerboards. Session 6: KL weight 3e-3 as the VAE
-    # (β_neg 4× it, as before): 95 % after the warm-up, 90 % after the 150 adversarial steps; notebook 07: 81 %. Those
-    # were single draws of 100 samples with a lucky seed: over 5 draws notebook 07's model gives 83 %. Session 7 (5
-    # draws each): 91 % at 1500 warm-up steps, 90 % at 2000, 84 % after 100 adversarial steps — at this scale the soft
-    # adversarial phase lowers validity, which notebook 07 shows rather than hides. Session 8: the cone decoder (output
-    # "skull_and_cap", see "vae"): 100 % after the warm-up (sweep). Session 9: the warm-up is the "vae" recipe's 2000
-    # steps, reused (warm_start): notebook 07 100 % over 5 draws in 209 s.
+    # 2000 VAE warm-up steps (1500 until session 8), then 150 adversarial ones at a tenth of the learning rate.
+    # At the full rate the adversarial phase wrecked the model (83 % → 21 % valid); at a tenth it degrades after
+    # ~150 steps (63 % at 300). The old recipe (250 + 150 steps at full rate) drew checkerboards. Session 6: KL
+    # weight 3e-3 as the VAE (β_neg 4× it, as before): 95 % after the warm-up, 90 % after the 150 adversarial
+    # steps; notebook 07: 81 %. Those were single draws of 100 samples with a lucky seed: over 5 draws notebook 07's
+    # model gives 83 %. Session 7 (5 draws each): 91 % at 1500 warm-up steps, 90 % at 2000, 84 % after 100
+    # adversarial steps — at this scale the soft adversarial phase lowers validity, which notebook 07 shows rather
+    # than hides. Session 8: the cone decoder (output "skull_and_cap", see "vae"): 100 % after the warm-up (sweep).
+    # Session 9: the warm-up is the "vae" recipe's 2000 steps, reused (warm_start): notebook 07 100 % over 5 draws
+    # in 209 s.
     "soft_introvae": {"steps": 2150, "batch_size": 8, "lr": 2e-3,
                       "config": {"latent_dim": 32, "warmup_steps": 2000, "beta_kl": 3e-3, "beta_neg": 1.2e-2,
                                  "adversarial_lr_scale": 0.1, "output": "skull_and_cap"}},
