@@ -117,12 +117,10 @@ def warm_start_from_vae(model: Generator, volumes: np.ndarray, steps: int, batch
     warmup_steps = int(model.config.get("warmup_steps", 0))
     if path.exists() or warmup_steps <= 0 or steps <= warmup_steps:
         return path
-    vae = get_generator("vae")(**warmup_vae_config(model))
-    vae_path = checkpoint_path(vae, volumes, warmup_steps, batch_size, lr, seed)
-    torch.manual_seed(seed)
-    vae.fit(volumes, steps=warmup_steps, batch_size=batch_size, lr=lr, device=device, seed=seed,
-            checkpoint_path=vae_path, progress=progress, checkpoint_every=max(1, min(100, warmup_steps // 2)))
-    return write_warmup_checkpoint(model, vae_path, path)
+    vae_settings = {k: v for k, v in warmup_vae_config(model).items() if k != "resolution"}
+    vae, _ = train_or_load("vae", volumes, steps=warmup_steps, device=device, seed=seed, progress=progress,
+                           batch_size=batch_size, lr=lr, **vae_settings)
+    return write_warmup_checkpoint(model, checkpoint_path(vae, volumes, warmup_steps, batch_size, lr, seed), path)
 
 
 def train_or_load(name: str, volumes: np.ndarray, steps: int | None = None, device: str = "auto", seed: int = 0,

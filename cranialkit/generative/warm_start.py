@@ -20,7 +20,6 @@ training the same VAE again (≈ 6 minutes each on a 2-core CPU).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -74,7 +73,7 @@ def write_warmup_checkpoint(model: VAEFamily, vae_checkpoint: str | Path, path: 
     moments = {name: vae_state["state"][i] for i, name in enumerate(_parameter_names(vae, vae_optimizer))
                if i in vae_state["state"]}
     lr = float(vae_state["param_groups"][0]["lr"])
-    scale, _ = model.warmup_weights()  # the model's warm-up loss = scale × the VAE's loss
+    rec_weight, kl_weight = model.warmup_weights()  # the model's warm-up loss = rec_weight × the VAE's loss
 
     model.to("cpu")
     model.load_state_dict(ckpt["state_dict"])
@@ -85,18 +84,13 @@ def write_warmup_checkpoint(model: VAEFamily, vae_checkpoint: str | Path, path: 
             if name not in moments:  # a parameter the VAE never updated
                 continue
             source = moments[name]
-            state["state"][index] = {"step": source["step"].clone(), "exp_avg": source["exp_avg"] * scale,
-                                     "exp_avg_sq": source["exp_avg_sq"] * scale**2}
+            state["state"][index] = {"step": source["step"].clone(), "exp_avg": source["exp_avg"] * rec_weight,
+                                     "exp_avg_sq": source["exp_avg_sq"] * rec_weight**2}
         optimizer.load_state_dict(state)
 
-    reconstruction, kl = ckpt["history"]["reconstruction"], ckpt["history"]["kl"]
-    rec_weight, kl_weight = model.warmup_weights()
     history: dict[str, list[float]] = {}
-    for rec, kl_value in zip(reconstruction, kl):
-        terms = model.warmup_terms(rec_weight * rec + kl_weight * kl_value, rec, kl_value)
-        for key, value in terms.items():
+    for rec, kl in zip(ckpt["history"]["reconstruction"], ckpt["history"]["kl"]):
+        for key, value in model.warmup_terms(rec_weight * rec + kl_weight * kl, rec, kl).items():
             history.setdefault(key, []).append(float(value))
-    if not all(math.isfinite(v) for values in history.values() for v in values):
-        raise ValueError(f"{vae_checkpoint}: the VAE's loss history holds non-finite values")
     model._save_training_checkpoint(path, warmup_steps, history, None, rng=ckpt["rng"])
     return path
