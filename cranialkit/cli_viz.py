@@ -1,6 +1,6 @@
 """``cranialkit export-implant | render``: implant meshes for printing and 3D pictures without a notebook.
 
-Taught in notebook 12_visualize_reconstructions (see :mod:`cranialkit.export` and :mod:`cranialkit.viz.render3d`).
+Taught in notebook 13_visualize_reconstructions (see :mod:`cranialkit.export` and :mod:`cranialkit.viz.render3d`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Export a (reconstructed) implant as a watertight STL/PLY surface in mm, ready for a slicer or a 3D printer.
 
-Taught in notebook 12_visualize_reconstructions.
+Taught in notebook 13_visualize_reconstructions.
 
 The implant mask is padded by one voxel and meshed by marching cubes (Lorensen's method, which closes surfaces on
 binary data), smoothed by windowed-sinc (Taubin) smoothing so that the voxel staircase goes without the surface

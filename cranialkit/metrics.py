@@ -1,6 +1,6 @@
 """Implant quality metrics of the AutoImplant challenges: DSC, boundary DSC and HD95 (mm), spacing-aware.
 
-Taught in notebook 01_data_and_preprocessing (and used for evaluation in notebooks 10–12).
+Taught in notebook 01_data_and_preprocessing (and used for evaluation in notebooks 10–13).
 
 Definitions (``../shared/DESIGN.md`` §1), on the implant (predicted vs true) at the case's grid and spacing:
 

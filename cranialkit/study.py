@@ -1,6 +1,6 @@
 """The augmentation study: one reconstruction network, one training budget, several augmentation configurations.
 
-Taught in notebook 11_augmentation_study (the paper's main comparison, at a chosen scale).
+Taught in notebook 12_augmentation_study (the paper's main comparison, at a chosen scale).
 
 A configuration is a list of training sources: the real (here: phantom) training cases, with or without geometric
 augmentation, plus optional pre-made augmented datasets (registration-based, or sampled from a generator with the

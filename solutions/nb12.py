@@ -1,23 +1,14 @@
-"""Solutions for notebook 12_visualize_reconstructions."""
+"""Solutions for notebook 12_augmentation_study."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
-import numpy as np
-
-from cranialkit import metrics
-from cranialkit.export import export_implant
-from cranialkit.volume import Volume
+import math
 
 
-def solve_12_mesh_volume(implant: Volume) -> float:
-    with tempfile.TemporaryDirectory() as folder:
-        report = export_implant(implant, Path(folder) / "implant.stl")
-    return (report["volume_ml"] - report["voxel_volume_ml"]) / report["voxel_volume_ml"]
-
-
-def solve_12_one_way_p95(predicted: Volume, truth: Volume) -> float:
-    forward, _ = metrics.surface_distances(predicted.array, truth.array, predicted.spacing)
-    return float(np.percentile(forward, 95))
+def solve_12_difference_over_std(table) -> float:
+    best = table["dsc"].idxmax()
+    difference = table.loc[best, "dsc"] - table.loc["geometric", "dsc"]
+    spread = max(table.loc[best, "dsc std"], table.loc["geometric", "dsc std"])
+    if difference == 0:
+        return 0.0
+    return float(difference / spread) if spread > 0 else math.inf

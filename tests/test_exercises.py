@@ -86,7 +86,7 @@ def contexts(phantom_case) -> dict[str, tuple[dict, list]]:
     defective, implant = phantom_case
     n_voxels = int(implant.array.sum())
     shifted = implant.with_array(np.roll(implant.array, 2, axis=2) & ~defective.array)
-    p95 = solutions("12").solve_12_one_way_p95(shifted, implant)
+    p95 = solutions("13").solve_13_one_way_p95(shifted, implant)
     study = pd.DataFrame({"dsc": [0.70, 0.80, 0.75], "dsc std": [0.02, 0.04, 0.01]},
                          index=["no augmentation", "geometric + registration", "geometric"])
     sample = {"defective": defective.array, "implant": implant.array}
@@ -121,12 +121,12 @@ def contexts(phantom_case) -> dict[str, tuple[dict, list]]:
                                   [deviations[::-1], first_only, (0.25, 0.25)]),
         "10_worst_class": ({"rows": _test_rows()}, ["bilateral", "random_1", "frontoorbital/001", 0.575]),
         "10_implant_from_complete": ({}, [lambda p, d: p, lambda p, d: p ^ d, lambda p, d: d & ~p]),
-        "11_difference_over_std": ({"table": study}, [0.05, 1.0, 5.0]),
+        "12_difference_over_std": ({"table": study}, [0.05, 1.0, 5.0]),
         "01_implant_volume": ({"implant": implant}, [n_voxels, n_voxels * float(np.prod(implant.spacing)), 1.0]),
         "01_dice": ({}, [_wrong_dice, lambda a, b: 2 * (a & b).sum() / (a.sum() + b.sum()), 0.5]),
         "01_isotropic_shape": ({"volume": defective}, [defective.shape, (1, 2, 3), "abc"]),
-        "12_mesh_volume": ({"implant": implant}, [0.5, -0.5, "x"]),
-        "12_one_way_p95": ({"predicted": shifted, "truth": implant}, [p95 + 5, 0.0, p95 / float(implant.spacing[0])]),
+        "13_mesh_volume": ({"implant": implant}, [0.5, -0.5, "x"]),
+        "13_one_way_p95": ({"predicted": shifted, "truth": implant}, [p95 + 5, 0.0, p95 / float(implant.spacing[0])]),
     }
 
 

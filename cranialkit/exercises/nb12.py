@@ -1,49 +1,29 @@
-"""Checkers for the exercises of notebook 12_visualize_reconstructions."""
+"""Checkers for the exercises of notebook 12_augmentation_study."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+import math
 
-import numpy as np
-
-from cranialkit import metrics
 from cranialkit.exercises.registry import Feedback, exercise
-from cranialkit.volume import Volume
 
 
-@exercise("12_mesh_volume")
-def mesh_volume(answer: float, implant: Volume) -> Feedback:
-    """Relative difference (mesh − voxels) / voxels of the exported implant mesh."""
-    from cranialkit.export import export_implant
+def difference_over_std(table) -> float:
+    """(mean DSC of the best configuration − that of "geometric") / the larger of their std over seeds."""
+    best = table["dsc"].idxmax()
+    difference = float(table.loc[best, "dsc"] - table.loc["geometric", "dsc"])
+    spread = max(float(table.loc[best, "dsc std"]), float(table.loc["geometric", "dsc std"]))
+    if difference == 0:
+        return 0.0
+    return difference / spread if spread > 0 else math.inf
 
-    with tempfile.TemporaryDirectory() as folder:
-        report = export_implant(implant, Path(folder) / "implant.stl")
-    expected = (report["volume_ml"] - report["voxel_volume_ml"]) / report["voxel_volume_ml"]
+
+@exercise("12_difference_over_std")
+def check_difference_over_std(answer: float, table) -> Feedback:
+    expected = difference_over_std(table)
     answer = float(answer)
-    if abs(answer - expected) <= 0.002:
-        return Feedback(True, f"right: {expected:+.2%} — within the 5 % a printable export must keep")
-    if abs(answer - expected * 100) <= 0.2:
-        return Feedback(False, "that looks like a percentage; give the fraction (e.g. 0.012 for 1.2 %)")
-    if abs(answer + expected) <= 0.002:
-        return Feedback(False, "sign flipped: compute (mesh − voxels) / voxels")
-    return Feedback(False, "export the implant with export_implant and compare 'volume_ml' with 'voxel_volume_ml'")
-
-
-@exercise("12_one_way_p95")
-def one_way_p95(answer: float, predicted: Volume, truth: Volume) -> Feedback:
-    """95th percentile of the distances from the predicted implant's surface to the true one's (mm)."""
-    forward, backward = metrics.surface_distances(predicted.array, truth.array, predicted.spacing)
-    expected = float(np.percentile(forward, 95))
-    answer = float(answer)
-    tolerance = 1e-3 + 1e-3 * expected
-    if abs(answer - expected) <= tolerance:
-        pooled = metrics.hd95(predicted.array, truth.array, predicted.spacing)
-        return Feedback(True, f"right: {expected:.2f} mm one way; HD95 pools both directions: {pooled:.2f} mm")
-    if abs(answer - float(np.percentile(backward, 95))) <= tolerance:
-        return Feedback(False, "that is the other direction (true → predicted); take the first array returned")
-    if abs(answer - metrics.hd95(predicted.array, truth.array, predicted.spacing)) <= tolerance:
-        return Feedback(False, "that is HD95 (both directions pooled); use only predicted → true distances")
-    if abs(answer - expected / float(np.mean(predicted.spacing))) <= 0.05 * expected + 1e-3:
-        return Feedback(False, "that looks like voxels; pass the spacing so the distances are in mm")
-    return Feedback(False, "np.percentile(forward, 95) with forward, _ = surface_distances(pred, truth, spacing)")
+    if (math.isinf(expected) and math.isinf(answer)) or abs(answer - expected) <= 1e-3 + 1e-3 * abs(expected):
+        verdict = "not distinguishable at this scale" if expected < 1 else "larger than the spread over seeds"
+        return Feedback(True, f"right: {expected:.2f} — {verdict}")
+    best = table["dsc"].idxmax()
+    return Feedback(False, f"the best configuration by mean DSC is {best!r}; divide its DSC minus that of "
+                           "'geometric' by the larger of the two 'dsc std' values")

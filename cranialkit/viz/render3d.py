@@ -1,6 +1,6 @@
 """3D surface renders of skulls and implants with pyvista: static images headless, interactive (trame) on request.
 
-Taught in notebook 12_visualize_reconstructions.
+Taught in notebook 13_visualize_reconstructions.
 
 A binary mask becomes a triangle surface by marching cubes (``skimage.measure.marching_cubes``, Lorensen's method,
 which gives closed surfaces on binary data) on the mask padded by one block, so that objects touching the grid's

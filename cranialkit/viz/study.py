@@ -1,4 +1,4 @@
-"""Figures of the augmentation study (notebook 11_augmentation_study): bar charts per configuration."""
+"""Figures of the augmentation study (notebook 12_augmentation_study): bar charts per configuration."""
 
 from __future__ import annotations
 

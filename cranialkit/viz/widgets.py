@@ -1,6 +1,6 @@
 """Interactive viewers (ipywidgets) as thin shells over pure figure functions.
 
-Taught in notebook 12_visualize_reconstructions.
+Taught in notebook 13_visualize_reconstructions.
 
 - :func:`slice_view` — the pure function: orthogonal slices of one case with coloured overlays (it draws with
   :func:`cranialkit.viz.slices.show_slices`). Tests and scripts call it directly.
