@@ -9,9 +9,14 @@ import os
 import platform
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+from cranialkit.errors import CranialkitError
+
+if TYPE_CHECKING:  # torch is imported where a device is needed, so that the command line starts quickly
+    import torch
 
 DATA_DIR_ENV = "CRANIALKIT_DATA_DIR"
 
@@ -19,35 +24,76 @@ DATA_DIR_ENV = "CRANIALKIT_DATA_DIR"
 def device(name: str = "auto") -> torch.device:
     """The torch device to use: ``"auto"`` picks CUDA, then Apple MPS, then CPU.
 
-    Any other string (``"cpu"``, ``"cuda:1"``) is passed to :class:`torch.device` unchanged.
+    Any other string (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``) names the device; one that this machine does
+    not have raises :class:`~cranialkit.errors.CranialkitError` (not an assertion deep inside torch).
     """
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    problem = device_problem(name)
+    if problem:
+        raise CranialkitError(f"device {name!r}: {problem}")
+    return torch.device(name)
+
+
+def device_problem(name: str) -> str | None:
+    """Why ``name`` is not a usable device on this machine (with what to use instead), or None when it is."""
+    if name in ("auto", "cpu"):
+        return None
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        return "not a device name; use auto, cpu, cuda, cuda:N or mps"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "finds no GPU" if torch.backends.cuda.is_built() else "was built without CUDA"
+            return f"CUDA is not available (torch {torch.__version__} {why}); use cpu or auto"
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            return f"this machine has {count} CUDA device(s); use cuda:0 … cuda:{count - 1}"
+        return None
+    if dev.type == "mps":
+        available = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        return None if available else "Apple MPS is not available here; use cpu or auto"
+    return None if dev.type == "cpu" else "not supported by cranialkit; use auto, cpu, cuda, cuda:N or mps"
 
 
 def data_dir() -> Path:
     """The one data location: ``$CRANIALKIT_DATA_DIR`` if set, else a per-user cache directory.
 
     The cache directory follows XDG (``$XDG_CACHE_HOME/cranialkit`` or ``~/.cache/cranialkit``), so that
-    datasets and checkpoints survive between runs; it is never a temporary directory.
+    datasets and checkpoints survive between runs; it is never a temporary directory. A location that is a file
+    or cannot be created raises :class:`~cranialkit.errors.CranialkitError` naming it.
     """
     env = os.environ.get(DATA_DIR_ENV)
     if env:
         path = Path(env).expanduser()
+        source = f"{DATA_DIR_ENV}={env}"
     else:
         cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         path = Path(cache) / "cranialkit"
-    path.mkdir(parents=True, exist_ok=True)
+        source = f"data directory {path}"
+    if path.exists() and not path.is_dir():
+        raise CranialkitError(f"{source}: is a file, not a folder; point {DATA_DIR_ENV} at a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CranialkitError(f"{source}: cannot create the folder ({exc.strerror}); point {DATA_DIR_ENV} at a "
+                              f"folder you can write to") from exc
     return path
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so that runs repeat."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -62,10 +108,15 @@ def print_config() -> None:
     """Print versions, the chosen device and the data directory (the last import line of every notebook)."""
     import monai
     import scipy
+    import torch
 
     from cranialkit import __version__
 
     dev = device("auto")
+    try:
+        where = str(data_dir())
+    except CranialkitError as exc:
+        where = f"not usable: {exc}"
     lines = {
         "cranialkit": __version__,
         "python": platform.python_version(),
@@ -75,7 +126,7 @@ def print_config() -> None:
         "scipy": scipy.__version__,
         "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
         "cpu threads": str(torch.get_num_threads()),
-        "data dir": str(data_dir()),
+        "data dir": where,
     }
     width = max(len(k) for k in lines)
     for key, value in lines.items():

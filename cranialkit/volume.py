@@ -14,6 +14,50 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# Voxel sizes a skull scan or mask can have (mm): CT and micro-CT lie between, a coarse phantom grid too. A value
+# outside means a broken header (e.g. metres or micrometres), which would make every mm figure wrong.
+SPACING_RANGE_MM = (0.05, 20.0)
+
+
+def spacing_problem(spacing: np.ndarray) -> str | None:
+    """Why ``spacing`` (mm per voxel, 3 values) is implausible for a skull volume, or None when it is plausible."""
+    spacing = np.asarray(spacing, dtype=float)
+    low, high = SPACING_RANGE_MM
+    if not np.all(np.isfinite(spacing)) or np.any(spacing < low) or np.any(spacing > high):
+        return f"implausible voxel spacing {np.round(spacing, 6).tolist()} mm (expected {low:g}–{high:g} mm)"
+    return None
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where a volume's voxels lie: shape (voxels), spacing (mm), origin (mm, LPS) and direction (3×3, columns)."""
+
+    shape: tuple[int, int, int]
+    spacing: np.ndarray
+    origin: np.ndarray
+    direction: np.ndarray
+
+    def difference(self, other: Grid, tolerance_voxels: float = 0.01, direction_tolerance: float = 1e-3) -> str | None:
+        """What differs between two grids (shape, spacing, origin or direction), or None when they agree.
+
+        Spacing and origin may differ by ``tolerance_voxels`` of the smaller voxel size (mm rounding of headers,
+        float32 NIfTI affines); direction cosines by ``direction_tolerance``.
+        """
+        if tuple(self.shape) != tuple(other.shape):
+            return f"shape {tuple(self.shape)} vs {tuple(other.shape)} voxels"
+        atol = tolerance_voxels * float(min(np.min(self.spacing), np.min(other.spacing)))
+        if not np.allclose(self.spacing, other.spacing, rtol=0, atol=atol):
+            return (f"spacing {np.round(self.spacing, 4).tolist()} vs {np.round(other.spacing, 4).tolist()} mm")
+        if not np.allclose(self.direction, other.direction, rtol=0, atol=direction_tolerance):
+            flipped = [a for a in range(3) if np.allclose(self.direction[:, a], -other.direction[:, a], atol=1e-3)]
+            what = f" (axis {', '.join(map(str, flipped))} flipped)" if flipped else ""
+            return f"direction{what} {np.round(self.direction, 3).tolist()} vs {np.round(other.direction, 3).tolist()}"
+        if not np.allclose(self.origin, other.origin, rtol=0, atol=atol):
+            shift = float(np.linalg.norm(self.origin - other.origin))
+            return (f"origin {np.round(self.origin, 2).tolist()} vs {np.round(other.origin, 2).tolist()} mm "
+                    f"({shift:.3g} mm apart)")
+        return None
+
 
 @dataclass
 class Volume:
@@ -37,6 +81,11 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.array.shape)  # type: ignore[return-value]
+
+    @property
+    def grid(self) -> Grid:
+        """The volume's :class:`Grid` (shape, spacing, origin, direction), without its voxels."""
+        return Grid(self.shape, self.spacing.copy(), self.origin.copy(), self.direction.copy())
 
     @property
     def affine(self) -> np.ndarray:

@@ -9,11 +9,13 @@ import pytest
 
 from cranialkit.data.datasets import (
     DatasetLayoutError,
+    check_case_volumes,
     detect_layout,
     load_dataset,
     phantom_dataset,
 )
-from cranialkit.io import VolumeFileError, write_volume
+from cranialkit.errors import GeometryError
+from cranialkit.io import VolumeFileError, read_grid, read_mask, write_volume
 from cranialkit.volume import Volume
 
 SPACING = (0.5, 0.5, 0.625)
@@ -152,12 +154,54 @@ def test_shape_and_spacing_mismatch_name_both_files(tmp_path):
     write_volume(Volume(np.pad(implant.array, ((0, 1), (0, 0), (0, 0))), spacing=SPACING),
                  root / "implant" / "random_1" / "001.nrrd")
     with pytest.raises(VolumeFileError, match=r"defective_skull/random_1/001.nrrd and .*implant/random_1/001.nrrd: "
-                                              r"shape mismatch"):
+                                              r".*different grids \(shape \(12, 12, 10\) vs \(13, 12, 10\)"):
         load_dataset(root)
     write_volume(Volume(implant.array, spacing=(0.5, 0.5, 1.0)), root / "implant" / "random_1" / "001.nrrd")
-    with pytest.raises(VolumeFileError, match=r"implant/random_1/001.nrrd: spacing mismatch"):
+    with pytest.raises(VolumeFileError, match=r"implant/random_1/001.nrrd: .*different grids \(spacing"):
         load_dataset(root)
     assert len(load_dataset(root, check_headers=False)) == 4
+
+
+def test_origin_direction_and_copied_implant_are_refused(tmp_path):
+    """Same shape and spacing is not enough: a shifted or mirrored implant would be scored voxel by voxel against
+    the wrong place, and an implant that is the skull itself is no implant."""
+    root = write_skullbreak(tmp_path / "sb", ids=("000", "001"))
+    target = root / "implant" / "random_1" / "001.nrrd"
+    _, defective, implant = tiny_triplet(1)
+    write_volume(Volume(implant.array, SPACING, implant.origin + [5.0, 0, 0]), target)
+    with pytest.raises(GeometryError, match=r"implant/random_1/001.nrrd: .*different grids \(origin .*5 mm apart"):
+        load_dataset(root)
+    write_volume(Volume(implant.array, SPACING, implant.origin, np.diag([1.0, -1.0, 1.0])), target)
+    with pytest.raises(GeometryError, match=r"different grids \(direction \(axis 1 flipped\)"):
+        load_dataset(root)
+    write_volume(implant.with_array(implant.array), target)
+    assert len(load_dataset(root)) == 4  # a rounding-sized origin difference is accepted
+    write_volume(Volume(implant.array, SPACING, implant.origin + 1e-4), target)
+    assert len(load_dataset(root)) == 4
+    (root / "implant" / "random_1" / "001.nrrd").write_bytes((root / "defective_skull" / "random_1" /
+                                                             "001.nrrd").read_bytes())
+    with pytest.raises(GeometryError, match=r"implant/random_1/001.nrrd: the implant of case random_1/001 is a copy"):
+        load_dataset(root)
+    case = next(c for c in load_dataset(root, check_headers=False) if c.key == "random_1/001")
+    with pytest.raises(GeometryError, match=r"overlaps its defective skull .* in \d+ of its \d+ voxels \(100 %\)"):
+        check_case_volumes(case, case.defective, implant=read_mask(case.implant_path))
+    check_case_volumes(case, defective, implant=implant)  # the true pair is disjoint
+
+
+def test_spacing_must_be_present_and_plausible(tmp_path):
+    import nrrd
+
+    array = np.zeros((4, 4, 4), np.uint8)
+    array[1, 1, 1] = 1
+    nrrd.write(str(tmp_path / "bare.nrrd"), array)
+    with pytest.raises(VolumeFileError, match=r"bare.nrrd: the NRRD header gives no voxel spacing"):
+        read_mask(tmp_path / "bare.nrrd")
+    for spacing in (1e6, 1e-6):
+        nrrd.write(str(tmp_path / "v.nrrd"), array, {"space directions": np.diag([spacing, 1.0, 1.0])})
+        with pytest.raises(VolumeFileError, match=r"v.nrrd: implausible voxel spacing .* \(expected 0.05–20 mm\)"):
+            read_mask(tmp_path / "v.nrrd")
+        with pytest.raises(VolumeFileError, match="implausible voxel spacing"):
+            read_grid(tmp_path / "v.nrrd")
 
 
 @pytest.mark.parametrize("n_subjects", [3, 4, 5, 7, 10, 23])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from cranialkit.augment.registration import (
     shard_pairs,
 )
 from cranialkit.data.datasets import load_dataset, phantom_dataset
+from cranialkit.errors import OutputMismatchError
 from cranialkit.io import read_volume
 from cranialkit.registration import RegistrationConfig
 
@@ -100,9 +102,10 @@ def test_augmented_dataset_layout_and_content(tiny_phantoms, uninterrupted):
     assert np.allclose(complete.spacing, target.grid.spacing)
     target_dice = 2 * (complete.array & target.complete).sum() / (complete.array.sum() + target.complete.sum())
     assert target_dice > 0.8
-    # rerunning with other settings into the same folder is refused
-    with pytest.raises(ValueError, match="other settings"):
-        augment_dataset(tiny_phantoms, out, RegistrationConfig(alpha=0.1), resolution=RESOLUTION, progress=False)
+    # rerunning with other settings into the same folder is refused, naming the difference
+    with pytest.raises(OutputMismatchError, match=r"other inputs or settings \(registration.alpha: 1.0 → 0.1\)"):
+        augment_dataset(tiny_phantoms, out, dataclasses.replace(TINY, alpha=0.1), resolution=RESOLUTION,
+                        progress=False)
 
 
 def test_resume_after_interruption_gives_identical_outputs(tiny_phantoms, uninterrupted, tmp_path):
@@ -173,11 +176,15 @@ def test_cli_killed_midway_then_restarted(tmp_path):
     assert expected.keys() == got.keys() and len(got) == 6 * 3
     for name in expected:
         assert np.array_equal(expected[name], got[name]), name
-    assert json.loads((killed / "registration_augmentation.json").read_text())["resolution"] == RESOLUTION
+    assert json.loads((killed / "identity.json").read_text())["resolution"] == RESOLUTION
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):
     from cranialkit.cli import main
 
     assert main(["register-augment", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
-    assert "missing: no such dataset folder" in capsys.readouterr().err
+    assert "missing: no such folder" in capsys.readouterr().err
+    assert main(["register-augment", "--data", "phantom", "--out", str(tmp_path / "out"), "--iterations", "-3"]) == 2
+    assert "--iterations: must be at least 1, got -3" in capsys.readouterr().err
+    assert main(["register-augment", "--data", "phantom", "--out", str(tmp_path / "out"), "--shard", "2"]) == 2
+    assert "--shard 2: must be below --num-shards 1" in capsys.readouterr().err

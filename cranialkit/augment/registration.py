@@ -15,14 +15,16 @@ origin in mm) as ``complete_skull/<src>to<tgt>.nrrd``, ``defective_skull/<class>
 ``implant/<class>/<src>to<tgt>.nrrd``.
 
 Long runs are safe: every file is written atomically, a pair is recorded in a JSON-lines manifest only after all its
-files are on disk, and a restarted run skips recorded pairs. ``shard``/``num_shards`` split the pairs (pair number p
-goes to shard ``p % num_shards``) so that several processes, GPUs or machines can share the work with any launcher;
-each shard keeps its own manifest file, and every shard skips what any manifest lists.
+files are on disk, and a restarted run skips recorded pairs. The output folder records what made it
+(``identity.json``: source dataset and its files, resolution, classes, registration settings); a run with other
+data or settings is refused unless ``overwrite`` starts over, and two processes running one shard are refused.
+``shard``/``num_shards`` split the pairs (pair number p goes to shard ``p % num_shards``) so that several processes,
+GPUs or machines can share the work with any launcher; each shard keeps its own manifest file, and every shard skips
+what any manifest lists.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,14 +35,14 @@ import torch
 from tqdm.auto import tqdm
 
 from cranialkit.config import device as resolve_device
+from cranialkit.data.datasets import check_case_volumes
 from cranialkit.io import write_volume
-from cranialkit.jobs import Manifest, atomic_write_text
+from cranialkit.jobs import Manifest, claim_output, exclusive_run, files_signature
 from cranialkit.preprocessing import make_grid_transform
 from cranialkit.registration import RegistrationConfig, register, summarize
 from cranialkit.registration.transforms import warp_mask
 from cranialkit.volume import Volume
 
-SETTINGS_FILE = "registration_augmentation.json"
 MANIFEST_PATTERN = "manifest*.jsonl"
 
 
@@ -84,6 +86,8 @@ def prepare_subjects(dataset, resolution: int = 64, classes: Sequence[str] | Non
         defects = {}
         for case in cases:
             defective, implant = case.defective, case.implant
+            if case.implant_path is not None:
+                check_case_volumes(case, defective, implant=implant)
             for name, volume, path in (("defective skull", defective, case.defective_path),
                                        ("implant", implant, case.implant_path or case.complete_path)):
                 if not volume.same_grid(complete, atol=1e-3):
@@ -127,22 +131,6 @@ def read_manifests(out: str | os.PathLike) -> list[dict]:
     return [records[k] for k in sorted(records)]
 
 
-def _check_settings(out: Path, settings: dict) -> None:
-    """Write the run's settings once; refuse to mix runs with other settings in one folder."""
-    path = out / SETTINGS_FILE
-    if path.exists():
-        try:
-            existing = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: unreadable settings of an earlier run ({exc})") from exc
-        if existing != settings:
-            changed = sorted(k for k in set(settings) | set(existing) if existing.get(k) != settings.get(k))
-            raise ValueError(f"{path}: {out} holds an augmentation made with other settings ({', '.join(changed)} "
-                             f"differ); use another --out folder or delete it")
-    else:
-        atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
-
-
 def _write_pair(out: Path, source: Subject, target: Subject, ddf: torch.Tensor) -> list[str]:
     """Warp the source's complete skull and every defect class onto the target and write them; returns classes."""
     new_id = pair_id(source.subject_id, target.subject_id)
@@ -177,24 +165,40 @@ def augment_dataset(
     max_pairs: int | None = None,
     progress: bool = True,
     on_pair_done: Callable[[dict], None] | None = None,
+    overwrite: bool = False,
 ) -> list[dict]:
     """Register every ordered pair of subjects of ``dataset`` and write the new cases under ``out``.
 
     Resumable (finished pairs are skipped), shardable (``shard`` of ``num_shards``), ``batch_size`` pairs registered
     at once. ``max_pairs`` stops after that many new pairs (do a part now, the rest later); ``on_pair_done`` is
-    called with each pair's manifest record after it is safely written. Returns the manifest records of all pairs
+    called with each pair's manifest record after it is safely written. ``overwrite`` empties an ``out`` made from
+    other data or settings (otherwise refused, naming the difference). Returns the manifest records of all pairs
     finished in ``out`` (by any shard).
     """
     config = config or RegistrationConfig()
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if max_pairs is not None and max_pairs < 1:
+        raise ValueError(f"max_pairs must be >= 1 (or None for all pairs), got {max_pairs}")
     out = Path(out)
-    settings = {"source_dataset": str(Path(dataset.root).resolve()), "resolution": int(resolution),
-                "classes": sorted(classes) if classes else None, "registration": asdict(config)}
-    settings = json.loads(json.dumps(settings))  # tuples -> lists, as they read back from the file
+    shard_pairs([], shard, num_shards)  # checks shard and num_shards before any work
+    used = [c for c in dataset.cases if c.has_ground_truth and (classes is None or c.defect_class in classes)]
+    identity = {"job": "register-augment", "source_dataset": str(Path(dataset.root).resolve()),
+                "source_files": files_signature(dataset.root, [p for c in used for p in c.paths()]),
+                "resolution": int(resolution), "classes": sorted(classes) if classes else None,
+                "registration": asdict(config)}
     subjects = {s.subject_id: s for s in prepare_subjects(dataset, resolution, classes)}
-    out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, settings)
+    claim_output(out, identity, overwrite=overwrite, known=(MANIFEST_PATTERN,))
+    with exclusive_run(out, f"register-shard-{shard}-of-{num_shards}", f"shard {shard} of {num_shards}"):
+        _augment_shard(out, subjects, config, resolution, shard, num_shards, batch_size, device, max_pairs,
+                       progress, on_pair_done)
+    return read_manifests(out)
+
+
+def _augment_shard(out: Path, subjects: dict[str, Subject], config: RegistrationConfig, resolution: int, shard: int,
+                   num_shards: int, batch_size: int, device, max_pairs: int | None, progress: bool,
+                   on_pair_done: Callable[[dict], None] | None) -> None:
+    """Register the unfinished pairs of one shard (see :func:`augment_dataset`)."""
     pairs = shard_pairs(ordered_pairs(list(subjects)), shard, num_shards)
     manifest_name = "manifest.jsonl" if num_shards == 1 else f"manifest.shard-{shard}-of-{num_shards}.jsonl"
     manifest = Manifest(out / manifest_name)
@@ -229,4 +233,3 @@ def augment_dataset(
                 bar.update(1)
                 if on_pair_done is not None:
                     on_pair_done(record)
-    return read_manifests(out)

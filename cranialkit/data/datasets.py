@@ -25,6 +25,7 @@ Layouts on disk (``NNN`` = subject id, ``<class>`` = defect class):
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import re
@@ -32,12 +33,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nibabel as nib
-import nrrd
 import numpy as np
 
 from cranialkit.config import data_dir
-from cranialkit.io import VolumeFileError, read_mask
+from cranialkit.errors import CranialkitError, GeometryError
+from cranialkit.io import read_grid, read_mask
 from cranialkit.jobs import atomic_write_text
 from cranialkit.volume import Volume
 
@@ -48,7 +48,12 @@ PHANTOM_MARKER = "phantom.json"
 _VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii.gz", ".nii")
 
 
-class DatasetLayoutError(ValueError):
+# An implant may touch the defective skull along the defect's rim where it was drawn as a mesh and voxelised
+# (MUG500+); beyond this fraction of its voxels, the two files are not an implant and its skull.
+MAX_IMPLANT_OVERLAP = 0.01
+
+
+class DatasetLayoutError(CranialkitError):
     """A dataset folder whose layout is unknown or incomplete; the message says what is missing."""
 
 
@@ -110,7 +115,7 @@ class Case:
         if self.complete_path is not None:
             defective = self.defective
             complete = read_mask(self.complete_path)
-            _require_same_grid(defective, complete, self.defective_path, self.complete_path)
+            check_case_volumes(self, defective, complete=complete)
             return complete.with_array(complete.array & ~defective.array)
         return None
 
@@ -124,9 +129,36 @@ class Case:
         return [p for p in (self.defective_path, self.implant_path, self.complete_path) if p is not None]
 
 
-def _require_same_grid(a: Volume, b: Volume, path_a: Path, path_b: Path) -> None:
-    if not a.same_grid(b):
-        raise VolumeFileError(f"{path_a} and {path_b}: different grids ({a!r} vs {b!r}); a case needs one grid")
+def check_case_volumes(case: Case, defective: Volume, implant: Volume | None = None,
+                       complete: Volume | None = None) -> None:
+    """Raise :class:`~cranialkit.errors.GeometryError` naming the files when the volumes of ``case`` (as read) do
+    not share one grid (shape, spacing, origin, direction), when the implant overlaps the defective skull (more than
+    :data:`MAX_IMPLANT_OVERLAP` of its voxels), or when the complete skull does not contain the defective skull.
+
+    Call it wherever a case's volumes are read together (evaluation, preprocessing, augmentation): scoring or
+    training on two grids, or on an "implant" that is the skull itself, gives numbers without meaning.
+    """
+    for volume, path, name in ((implant, case.implant_path, "implant"), (complete, case.complete_path, "complete")):
+        if volume is None:
+            continue
+        difference = defective.grid.difference(volume.grid)
+        if difference:
+            raise GeometryError(f"{case.defective_path} and {path}: the defective skull and the {name} skull of "
+                                f"case {case.key} lie on different grids ({difference}); resample one onto the "
+                                f"other's grid")
+    if implant is not None:
+        overlap = int(np.count_nonzero(implant.array & defective.array))
+        size = int(np.count_nonzero(implant.array))
+        if overlap > MAX_IMPLANT_OVERLAP * max(size, 1):
+            raise GeometryError(f"{case.implant_path}: the implant of case {case.key} overlaps its defective skull "
+                                f"{case.defective_path} in {overlap} of its {size} voxels ({100 * overlap / size:.0f} "
+                                f"%); an implant fills the defect only — check that the files are not swapped or "
+                                f"the same")
+    if complete is not None:
+        missing = int(np.count_nonzero(defective.array & ~complete.array))
+        if missing > MAX_IMPLANT_OVERLAP * max(int(np.count_nonzero(defective.array)), 1):
+            raise GeometryError(f"{case.complete_path}: the complete skull of case {case.key} lacks {missing} voxels "
+                                f"of its defective skull {case.defective_path}; check that the files belong together")
 
 
 @dataclass
@@ -319,42 +351,23 @@ def _load_skullfix(root: Path) -> Dataset:
     return Dataset(root, "skullfix", cases)
 
 
-def _header_grid(path: Path) -> tuple[tuple[int, ...], np.ndarray]:
-    """Shape and per-axis spacing (mm) from a volume file's header only (no voxel data is read)."""
-    try:
-        if path.name.lower().endswith((".nrrd", ".nhdr")):
-            header = nrrd.read_header(str(path))
-            shape = tuple(int(s) for s in header["sizes"])
-            if "space directions" in header:
-                spacing = np.linalg.norm(np.asarray(header["space directions"], dtype=float), axis=1)
-            else:
-                spacing = np.asarray(header.get("spacings", np.ones(len(shape))), dtype=float)
-        else:
-            image = nib.load(str(path))
-            shape = tuple(int(s) for s in image.shape)
-            spacing = np.linalg.norm(image.affine[:3, :3], axis=0)
-    except Exception as exc:
-        raise VolumeFileError(f"{path}: unreadable header ({type(exc).__name__}: {exc})") from exc
-    return shape, spacing
-
-
-def check_case_headers(case: Case, atol_mm: float = 1e-3) -> None:
-    """Raise :class:`~cranialkit.io.VolumeFileError` naming both files when a case's volumes differ in shape or
-    spacing (reads headers only, so it is cheap even for 512³ gzip NRRD)."""
-    shape, spacing = _header_grid(case.defective_path)
-    for other in (case.implant_path, case.complete_path):
+def check_case_headers(case: Case) -> None:
+    """Raise :class:`~cranialkit.errors.GeometryError` naming both files when a case's volumes differ in shape,
+    spacing, origin or direction, or when its implant file is a copy of its defective skull (reads headers only,
+    so it is cheap even for 512³ gzip NRRD; :func:`check_case_volumes` checks the voxels once they are read)."""
+    grid = read_grid(case.defective_path)
+    for other, name in ((case.implant_path, "implant"), (case.complete_path, "complete skull")):
         if other is None:
             continue
-        other_shape, other_spacing = _header_grid(other)
-        if other_shape != shape:
-            raise VolumeFileError(
-                f"{case.defective_path} and {other}: shape mismatch {shape} vs {other_shape} (case {case.key})"
-            )
-        if not np.allclose(other_spacing, spacing, atol=atol_mm):
-            raise VolumeFileError(
-                f"{case.defective_path} and {other}: spacing mismatch {np.round(spacing, 4).tolist()} vs "
-                f"{np.round(other_spacing, 4).tolist()} mm (case {case.key})"
-            )
+        difference = grid.difference(read_grid(other))
+        if difference:
+            raise GeometryError(f"{case.defective_path} and {other}: the defective skull and the {name} of case "
+                                f"{case.key} lie on different grids ({difference}); resample one onto the other's "
+                                f"grid")
+    implant = case.implant_path
+    if implant is not None and filecmp.cmp(case.defective_path, implant, shallow=False):
+        raise GeometryError(f"{implant}: the implant of case {case.key} is a copy of its defective skull "
+                            f"{case.defective_path}; an implant fills the defect only — check the files")
 
 
 def load_dataset(root: str | os.PathLike, layout: str = "auto", check_headers: bool = True) -> Dataset:

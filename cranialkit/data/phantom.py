@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 from cranialkit.io import write_volume
@@ -147,6 +146,8 @@ def _coarse_world(volume: Volume, start: np.ndarray, stop: np.ndarray, factors: 
 
 def _upsample_positive(field: np.ndarray, factors: np.ndarray, size: tuple[int, int, int]) -> np.ndarray:
     """Trilinearly upsample a coarse field by ``factors`` and return the mask ``field > 0`` cropped to ``size``."""
+    import torch  # here, not at the top: the command line lists the phantom classes without starting torch
+
     tensor = torch.from_numpy(np.ascontiguousarray(field, dtype=np.float32))[None, None]
     if np.any(factors > 1):
         tensor = torch.nn.functional.interpolate(

@@ -87,6 +87,8 @@ class RegistrationConfig:
         self.iterations = tuple(int(i) for i in self.iterations)
         if len(self.iterations) != self.levels:
             raise ValueError(f"iterations needs one count per level ({self.levels}), got {self.iterations}")
+        if any(i < 0 for i in self.iterations) or self.affine_iterations < 0:
+            raise ValueError(f"iteration counts must be >= 0, got {self.iterations} and {self.affine_iterations}")
         if self.sigma is None:  # smooth coarse levels for a wide basin, match the sharp masks on the finest
             self.sigma = (1.0,) * (self.levels - 1) + (0.0,)
         if isinstance(self.sigma, (int, float)):
