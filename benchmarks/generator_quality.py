@@ -25,7 +25,7 @@ import torch
 
 from cranialkit.config import device as resolve_device
 from cranialkit.generative import get_generator
-from cranialkit.generative.data import phantom_pairs
+from cranialkit.generative.data import training_pairs
 from cranialkit.generative.postprocess import rejection_counts
 from cranialkit.generative.recipes import RECIPES, recipe
 from cranialkit.generative.sampling import (
@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
             training, spacing = npz["pairs"].astype(np.float32), float(npz["spacing_mm"])
         args.resolution = training.shape[-1]
     else:
-        training, spacing = phantom_pairs(n_subjects=10, resolution=args.resolution, seed=0)
+        pairs = training_pairs(n_subjects=10, resolution=args.resolution, seed=0)
+        training, spacing = pairs.volumes, pairs.spacing_mm
     results = {}
     for name in args.models:
         r = recipe(name)

@@ -11,7 +11,7 @@ started from the same random noise (the "DDIM-50 vs DDPM-1000" comparison of not
     python benchmarks/ldm_speed.py --resolution 128 --levels 3 --data synthetic   # GPU throughput at 128³
     python benchmarks/ldm_speed.py --checkpoint ldm_vqvae_32.pt --compare   # sample a trained model (notebook 08)
 
-``--data phantom`` trains on phantom pairs (cranialkit.generative.data.phantom_pairs); ``synthetic`` on toy
+``--data phantom`` trains on phantom pairs (cranialkit.generative.data.training_pairs); ``synthetic`` on toy
 shells made here (no files), enough for throughput but not for quality figures.
 """
 
@@ -147,9 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         saved = load_generator(args.checkpoint, device="cpu")
         args.models, args.resolution = saved.name, saved.resolution
     if args.data == "phantom":
-        from cranialkit.generative.data import phantom_pairs
+        from cranialkit.generative.data import training_pairs
 
-        volumes, _ = phantom_pairs(n_subjects=args.n_subjects, resolution=args.resolution, seed=args.seed)
+        volumes = training_pairs(n_subjects=args.n_subjects, resolution=args.resolution, seed=args.seed).volumes
     else:
         volumes = synthetic_pairs(6 * args.n_subjects, args.resolution, seed=args.seed)
     log(f"{len(volumes)} training volumes at {args.resolution}³ on {dev}")

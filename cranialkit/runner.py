@@ -19,10 +19,21 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+from jupyter_client.manager import AsyncKernelManager
 
 from cranialkit.jobs import atomic_write_text
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+class LocalKernelManager(AsyncKernelManager):
+    """A kernel manager that talks to its kernel over local (IPC) sockets instead of TCP ports where the system
+    has them (POSIX): the kernel is on the same machine, no port is opened, and the kernel has no reason to warn
+    about unencrypted traffic for every notebook."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("transport", "ipc" if os.name == "posix" else "tcp")
+        super().__init__(**kwargs)
 
 
 @dataclass
@@ -115,6 +126,7 @@ def execute_notebook(
             cwd=str(path.parent),
             progress_bar=False,
             execution_timeout=timeout_s,
+            kernel_manager_class=LocalKernelManager,
         )
     except Exception as exc:  # papermill raises PapermillExecutionError for a failing cell
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from cranialkit.generative import get_generator
-from cranialkit.generative.data import phantom_pairs
+from cranialkit.generative.data import training_pairs
 from cranialkit.generative.postprocess import rejection_counts
 from cranialkit.generative.sampling import (
     nearest_training_dice,
@@ -38,8 +38,8 @@ def main() -> None:
     torch.set_num_threads(int(job.get("threads", 2)))
     device = job.get("device", "auto")
     seed = int(job.get("seed", 0))
-    training, _ = phantom_pairs(n_subjects=int(job.get("n_subjects", 10)), resolution=int(job.get("resolution", 32)),
-                                seed=0)
+    training = training_pairs(n_subjects=int(job.get("n_subjects", 10)), resolution=int(job.get("resolution", 32)),
+                              seed=0).volumes
     torch.manual_seed(seed)
     name = job["name"]
     is_ldm = name.startswith("ldm")

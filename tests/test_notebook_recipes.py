@@ -1,7 +1,7 @@
-"""Notebooks 04–07 train their generator with the values of ``cranialkit.generative.recipes``.
+"""Notebooks 04–08 train their generators with the values of ``cranialkit.generative.recipes``.
 
 The checkpoint file name hashes every setting, so a notebook whose parameters drift from the recipe trains a model
-that notebooks 09 and 11 (which call ``train_or_load`` with the recipe) never find, and train again.
+that notebooks 09 and 12 (which call ``train_or_load`` with the recipe) never find, and train again.
 """
 
 from __future__ import annotations
@@ -44,3 +44,16 @@ def test_notebook_parameters_match_the_recipe(number: str, name: str):
 def test_parameter_parser_reads_literals():
     params = notebook_parameters("04")
     assert params["smoke"] is False and isinstance(params["steps"], int)
+
+
+@pytest.mark.parametrize("name", ["ldm_vqvae", "ldm_vae"])
+def test_latent_diffusion_notebook_matches_the_recipes(name: str):
+    params = notebook_parameters("08")
+    plan = recipe(name)
+    assert (params["denoiser_steps"], params["batch_size"], params["denoiser_lr"]) == (
+        plan["steps"], plan["batch_size"], plan["lr"])
+    config = plan["config"]
+    assert params["autoencoder_steps"] == config["autoencoder_steps"]
+    assert params["autoencoder_lr"][name] == config["autoencoder_lr"]
+    assert {"levels": params["levels"]} == config["autoencoder"]
+    assert params["prediction_type"] == config["prediction_type"]

@@ -1,10 +1,13 @@
 """Training volumes for the generators: (defective skull, implant) pairs as 2-channel arrays.
 
-Taught in notebook 04_vae. Built on :func:`cranialkit.preprocessing.stack_cases` (cached on disk), so every
-generator sees the same cases at the same grid.
+Taught in notebook 04_vae. :func:`training_pairs` gives what notebooks 04–09 and 12 train on. Built on
+:func:`cranialkit.preprocessing.stack_cases` (cached on disk), so every generator sees the same cases at the same
+grid.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,16 +36,36 @@ def grid_spacing_mm(dataset, resolution: int) -> float:
     return float(np.mean(arrays.spacing_mm))
 
 
-def phantom_pairs(n_subjects: int = 10, resolution: int = 32, seed: int = 0,
-                  phantom_resolution: int | None = None) -> tuple[np.ndarray, float]:
-    """Pairs from the phantom dataset (made once under the data dir) and their grid spacing in mm.
+@dataclass
+class TrainingPairs:
+    """The training pairs of a generator: ``volumes`` ``(N, 2, S, S, S)`` float32 in {0, 1}, the grid's voxel size
+    ``spacing_mm`` (mm, the spacing given to generated cases) and the ``dataset`` they come from."""
 
-    Phantoms are made at ``phantom_resolution`` (default ``max(64, resolution)``) and resampled to ``resolution``.
+    volumes: np.ndarray
+    spacing_mm: float
+    dataset: object
+
+    def __str__(self) -> str:
+        n, _, size = self.volumes.shape[:3]
+        skull, implant = self.volumes[:, 0].mean(), self.volumes[:, 1].mean()
+        return (f"{n} training pairs on a {size}³ grid ({self.spacing_mm:.1f} mm per voxel); the defective skull "
+                f"fills {skull:.1%} of the voxels, the implant {implant:.2%}")
+
+
+def training_pairs(data: str = "phantom", n_subjects: int = 10, resolution: int = 32, seed: int = 0) -> TrainingPairs:
+    """The pairs every generator of notebooks 04–09 learns from, at ``resolution``³ voxels.
+
+    ``data = "phantom"``: the phantom dataset of ``n_subjects`` subjects (× 6 defect classes, made once under the
+    data dir at ``max(64, resolution)``³ and resampled); otherwise a dataset folder with implants
+    (:func:`cranialkit.data.datasets.load_dataset`).
     """
-    from cranialkit.data.datasets import phantom_dataset
+    from cranialkit.data.datasets import load_dataset, phantom_dataset
 
-    dataset = phantom_dataset(n_subjects=n_subjects, resolution=phantom_resolution or max(64, resolution), seed=seed)
-    return pairs_from_dataset(dataset, resolution), grid_spacing_mm(dataset, resolution)
+    if data == "phantom":
+        dataset = phantom_dataset(n_subjects=n_subjects, resolution=max(64, int(resolution)), seed=seed)
+    else:
+        dataset = load_dataset(data)
+    return TrainingPairs(pairs_from_dataset(dataset, resolution), grid_spacing_mm(dataset, resolution), dataset)
 
 
 def implant_directions(volumes: np.ndarray) -> np.ndarray:

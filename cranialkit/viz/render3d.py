@@ -616,7 +616,8 @@ def turntable(
 def show_image(image: np.ndarray, title: str | None = None, width_inches: float = 6.0) -> Figure:
     """A matplotlib Figure showing an RGB image (a render) without axes, so notebooks display renders headless.
 
-    The figure is made with pyplot and closed at once: Jupyter shows it once, when it is the cell's value.
+    Like every figure of :mod:`cranialkit.viz` it is left open in pyplot: the notebook's inline backend shows it
+    once when the cell ends.
     """
     import matplotlib.pyplot as plt
 
@@ -626,7 +627,6 @@ def show_image(image: np.ndarray, title: str | None = None, width_inches: float 
     height, width = image.shape[:2]
     title_inches = 0.4 if title else 0.0
     fig = plt.figure(figsize=(width_inches, width_inches * height / width + title_inches))
-    plt.close(fig)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - title_inches / fig.get_figheight()))
     ax.imshow(image)
     ax.set_axis_off()

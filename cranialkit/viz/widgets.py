@@ -224,5 +224,6 @@ class RenderViewer:
         self.output.clear_output(wait=True)
         with self.output:
             display(figure)
+        plt.close(figure)  # displayed in the widget; pyplot need not keep it
         self.image, self.figure = image, figure
         return image
