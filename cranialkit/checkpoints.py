@@ -171,7 +171,7 @@ def read_checkpoint(path: str | os.PathLike, expect: str | None = None, map_loca
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower():
+        if "global" in str(exc).lower():  # a class or function to import: code, not data
             raise CheckpointError(f"{path}: holds Python objects besides weights and settings, which cranialkit "
                                   f"refuses to load (they could run code); use a checkpoint written by cranialkit"
                                   ) from exc

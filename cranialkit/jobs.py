@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 from cranialkit.errors import OutputMismatchError
 
 IDENTITY_FILE = "identity.json"
+CLAIMS_FOLDER = ".claims"
 
 
 def _umask() -> int:
@@ -137,10 +138,11 @@ def claim_output(folder: str | os.PathLike, identity: dict, overwrite: bool = Fa
     identity = json.loads(json.dumps(identity))  # tuples -> lists, as they read back from the file
     path = folder / IDENTITY_FILE
     existing = _read_identity(path)
-    filled = folder.is_dir() and any(folder.iterdir())
+    contents = [p for p in folder.iterdir() if p.name != CLAIMS_FOLDER] if folder.is_dir() else []
+    filled = bool(contents)
     ours = existing is not None or any(any(folder.glob(pattern)) for pattern in known)
     if filled and overwrite and ours:
-        for child in folder.iterdir():
+        for child in contents:  # not the claims: another process may hold one
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     elif filled and existing is None:
         raise OutputMismatchError(
@@ -274,7 +276,7 @@ class WorkClaims:
     """
 
     def __init__(self, folder: str | os.PathLike):
-        self.folder = Path(folder) / ".claims"
+        self.folder = Path(folder) / CLAIMS_FOLDER
 
     @contextmanager
     def hold(self, key: str, wait: bool = False) -> Iterator[bool]:
@@ -299,32 +301,37 @@ class WorkClaims:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def unfinished(items: Iterable, key, manifest: Manifest | None, folder: str | os.PathLike | None) -> Iterator:
-    """The items whose ``key(item)`` is not in ``manifest`` yet, each yielded while this process holds its claim.
+def unfinished(items: Iterable, key: Callable[[Any], str], manifest: Manifest | None,
+               folder: str | os.PathLike | None = None, done: Callable[[Any], bool] | None = None) -> Iterator:
+    """The items not finished yet, each yielded while this process holds its claim (:class:`WorkClaims` on
+    ``folder``, default the manifest's folder, under the name ``key(item)``).
 
-    The caller does the item and adds its record to ``manifest`` before asking for the next. Items that another
-    process sharing ``folder`` is doing are skipped, then waited for at the end: if that process finished them they
-    are in the manifest, else (it died) they are yielded here. Without a manifest every item is yielded.
+    An item is finished when ``done(item)`` is true (default: ``key(item)`` is in ``manifest``); the manifest is
+    re-read before each check, so records that other processes added count. The caller does the item and adds its
+    record(s) to ``manifest`` before asking for the next. Items another process sharing the folder is doing are
+    skipped, then waited for at the end: if that process finished them they are done, else (it died) they are
+    yielded here. Without a manifest every item is yielded.
     """
     if manifest is None:
         yield from items
         return
+    finished = done if done is not None else (lambda item: key(item) in manifest)
     claims = WorkClaims(folder if folder is not None else manifest.path.parent)
     deferred = []
     for item in items:
-        if key(item) in manifest:
+        if finished(item):
             continue
         with claims.hold(key(item)) as mine:
             if not mine:
                 deferred.append(item)
                 continue
             manifest.refresh()
-            if key(item) not in manifest:
+            if not finished(item):
                 yield item
     for item in deferred:
         with claims.hold(key(item), wait=True):
             manifest.refresh()
-            if key(item) not in manifest:
+            if not finished(item):
                 yield item
 
 
@@ -337,3 +344,31 @@ def exclusive_run(folder: str | os.PathLike, job: str, what: str) -> Iterator[No
             raise OutputMismatchError(f"{folder}: another process is running {what} in this folder; wait for it to "
                                       f"finish or choose another folder")
         yield
+
+
+def identity_of(obj: Any, skip: tuple[str, ...] = ("device",)) -> dict:
+    """The settings and weights of an object that makes results (a ``Reconstructor``, a ``Generator``) as plain
+    data for :func:`claim_output`: numbers, strings, sequences and dataclasses as they are, networks as a digest
+    of their weights (:func:`cranialkit.checkpoints.weights_digest`); attributes in ``skip`` are left out."""
+    from dataclasses import asdict, is_dataclass
+
+    from cranialkit.checkpoints import weights_digest
+
+    def plain(value: Any) -> Any:
+        if hasattr(value, "state_dict") and hasattr(value, "parameters"):
+            return {"weights": weights_digest(value), **({"config": plain(value.config)}
+                                                          if isinstance(getattr(value, "config", None), dict) else {})}
+        if is_dataclass(value) and not isinstance(value, type):
+            return plain(asdict(value))
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        return type(value).__name__
+
+    attributes = {k: v for k, v in vars(obj).items() if not k.startswith("_") and k not in skip}
+    if hasattr(obj, "state_dict") and hasattr(obj, "parameters"):  # a network itself
+        return {"class": type(obj).__name__, **plain(obj)}
+    return {"class": type(obj).__name__, **{k: plain(v) for k, v in attributes.items()}}

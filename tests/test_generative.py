@@ -117,11 +117,11 @@ def test_fit_rejects_badshell_pairs():
 
 
 def test_load_generator_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
+    with pytest.raises(ValueError, match=r"missing.pt: no such checkpoint file"):
         load_generator(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="junk.pt"):
+    with pytest.raises(ValueError, match=r"junk.pt: not a checkpoint \(not a file written by torch.save\)"):
         load_generator(junk)
 
 

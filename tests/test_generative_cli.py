@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import shell_pairs
 
 from cranialkit.augment.generative import generate_dataset
 from cranialkit.cli import main
+from cranialkit.errors import OutputMismatchError
 from cranialkit.generative import get_generator
 from cranialkit.generative.sampling import latent_points
 from cranialkit.io import read_mask
@@ -66,12 +68,46 @@ def test_cli_generate_writes_a_dataset(tmp_path, capsys):
     assert summary["written"] + summary["invalid"] == 3 and summary["name"] == "vae"
 
 
-def test_cli_generate_refuses_the_wrong_model(tmp_path):
+def test_cli_generate_refuses_the_wrong_model(tmp_path, capsys):
     ckpt = _tiny_checkpoint(tmp_path)
-    with pytest.raises(SystemExit, match="holds a 'vae' generator"):
-        main(["generate", "--model", "wgan_gp", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")])
+    assert main(["generate", "--model", "wgan_gp", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")]) == 2
+    assert "holds a 'vae' generator" in capsys.readouterr().err
 
 
-def test_cli_train_generator_rejects_bad_config(tmp_path):
-    with pytest.raises(SystemExit, match="--config"):
-        main(["train-generator", "--model", "vae", "--checkpoint", str(tmp_path / "c.pt"), "--config", "{bad"])
+def test_cli_train_generator_rejects_bad_config(tmp_path, capsys):
+    assert main(["train-generator", "--model", "vae", "--checkpoint", str(tmp_path / "c.pt"), "--config", "{bad"]) == 2
+    assert capsys.readouterr().err.startswith("error: --config: not valid JSON")
+
+
+def test_generate_refuses_another_model_or_settings_in_its_folder(shell_vae, tmp_path):
+    """Resuming into a folder that another checkpoint (or other sampling settings) filled would mix two models'
+    samples; it is refused, naming the difference, unless the caller starts over."""
+    out = tmp_path / "gen"
+    generate_dataset(shell_vae, 3, out, sampler="uds", device="cpu", progress=False)
+    other = get_generator("vae")(resolution=16, latent_dim=4, base_channels=4, max_channels=8)
+    other.decoder = _Shells()
+    other.config["resolution"] = 16
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)  # other weights, same settings
+    with pytest.raises(OutputMismatchError, match=r"generator.weights: .* → "):
+        generate_dataset(other, 3, out, sampler="uds", device="cpu", progress=False)
+    with pytest.raises(OutputMismatchError, match=r"sampler: uds → random"):
+        generate_dataset(shell_vae, 3, out, sampler="random", device="cpu", progress=False)
+    again = generate_dataset(other, 3, out, sampler="uds", device="cpu", progress=False, overwrite=True)
+    assert again["written"] == 3 and again["skipped"] == 0
+
+
+def test_generator_checkpoint_refuses_other_data_or_lr(tmp_path):
+    path = tmp_path / "vae.pt"
+    model = get_generator("vae")(resolution=16, latent_dim=4, base_channels=4, max_channels=8)
+    model.fit(shell_pairs(4, 16), steps=2, batch_size=2, lr=1e-3, device="cpu", checkpoint_path=path, progress=False)
+    fresh = get_generator("vae")(resolution=16, latent_dim=4, base_channels=4, max_channels=8)
+    with pytest.raises(OutputMismatchError, match=r"lr: 0.001 → 0.002"):
+        fresh.fit(shell_pairs(4, 16), steps=2, batch_size=2, lr=2e-3, device="cpu", checkpoint_path=path,
+                  progress=False)
+    with pytest.raises(OutputMismatchError, match=r"data: \w+ → \w+"):
+        fresh.fit(shell_pairs(4, 16, seed=1), steps=2, batch_size=2, lr=1e-3, device="cpu", checkpoint_path=path,
+                  progress=False)
+    history = fresh.fit(shell_pairs(4, 16), steps=3, batch_size=2, lr=1e-3, device="cpu", checkpoint_path=path,
+                        progress=False)
+    assert len(history["reconstruction"]) == 3  # same settings and data: resumed

@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 from cranialkit.config import device as resolve_device
-from cranialkit.jobs import atomic_torch_save, load_weights
+from cranialkit.errors import CheckpointError, OutputMismatchError
+from cranialkit.jobs import atomic_torch_save, describe_differences, load_weights
 
 _REGISTRY: dict[str, type[Generator]] = {}
 # Modules of this package that hold no generator (skipped when looking for registered ones).
@@ -160,8 +161,10 @@ class Generator(nn.Module, abc.ABC):
         With ``checkpoint_path``, a checkpoint (model, optimizers, step, history, RNG states) is written atomically
         every ``checkpoint_every`` steps and at the end; if the file already exists, training RESUMES from it and
         continues up to ``steps`` in total (a finished checkpoint returns at once). On CPU a resumed run gives the
-        same weights as an uninterrupted one. ``volumes`` may also be a cranialkit Dataset (prepared with
-        :func:`cranialkit.generative.data.pairs_from_dataset` at the generator resolution).
+        same weights as an uninterrupted one. A checkpoint trained on other data or with another ``lr``,
+        ``batch_size`` or ``seed`` is refused (naming the difference) rather than continued. ``volumes`` may also be
+        a cranialkit Dataset (prepared with :func:`cranialkit.generative.data.pairs_from_dataset` at the generator
+        resolution).
         """
         if not isinstance(volumes, (np.ndarray, torch.Tensor)):
             from cranialkit.generative.data import pairs_from_dataset
@@ -178,6 +181,10 @@ class Generator(nn.Module, abc.ABC):
         batch_rng = torch.Generator().manual_seed(seed)
         history: dict[str, list[float]] = {}
         start = 0
+        from cranialkit.checkpoints import data_fingerprint
+
+        self._fit_settings = {"lr": float(lr), "batch_size": int(batch_size), "seed": int(seed),
+                              "data": data_fingerprint(data.numpy())}
         path = Path(checkpoint_path) if checkpoint_path is not None else None
         if path is not None and path.exists():
             start, history = self._load_training_checkpoint(path, batch_rng)
@@ -214,15 +221,24 @@ class Generator(nn.Module, abc.ABC):
                 "step": step,
                 "history": history,
                 "rng": rng,
+                **({"fit": self._fit_settings} if getattr(self, "_fit_settings", None) else {}),
             },
             path,
         )
 
     def _load_training_checkpoint(self, path: Path, batch_rng: torch.Generator) -> tuple[int, dict]:
-        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        from cranialkit.checkpoints import read_checkpoint
+
+        ckpt = read_checkpoint(path, "generator", map_location=self.device)
         if ckpt.get("name") != self.name or ckpt.get("config") != self.config:
-            raise ValueError(f"{path}: checkpoint is for {ckpt.get('name')!r} with config {ckpt.get('config')}, "
-                             f"not {self.name!r} with {self.config}; delete it or pass another checkpoint_path")
+            raise OutputMismatchError(f"{path}: checkpoint is for {ckpt.get('name')!r} with config "
+                                      f"{ckpt.get('config')}, not {self.name!r} with {self.config}; delete it or pass "
+                                      f"another checkpoint_path")
+        saved = ckpt.get("fit")  # absent in a warm start's checkpoint, which any fit may continue
+        if saved is not None and saved != self._fit_settings:
+            raise OutputMismatchError(f"{path}: this checkpoint was trained with other settings or data "
+                                      f"({describe_differences(saved, self._fit_settings)}); delete it (--overwrite) "
+                                      f"or pass another checkpoint_path")
         load_weights(self, ckpt["state_dict"], path, advice=RETRAIN_ADVICE)
         for key, state in ckpt.get("optimizers", {}).items():
             self.optim[key].load_state_dict(state)
@@ -285,16 +301,15 @@ class Generator(nn.Module, abc.ABC):
 
 def load_generator(path: str | os.PathLike, device: str = "auto") -> Generator:
     """Rebuild a generator saved by :meth:`Generator.save` or by a :meth:`Generator.fit` checkpoint."""
+    from cranialkit.checkpoints import read_checkpoint
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such generator checkpoint")
+    ckpt = read_checkpoint(path, "generator")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem means the same thing to the user
-        raise ValueError(f"{path}: not a readable generator checkpoint ({exc})") from exc
-    if not isinstance(ckpt, dict) or not {"name", "config", "state_dict"} <= set(ckpt):
-        raise ValueError(f"{path}: not a generator checkpoint (needs keys name, config, state_dict)")
-    model = get_generator(ckpt["name"])(**ckpt["config"])
+        model = get_generator(ckpt["name"])(**ckpt["config"])
+    except (KeyError, TypeError) as exc:  # an unknown generator, or settings this version does not take
+        raise CheckpointError(f"{path}: cannot rebuild its {ckpt['name']!r} generator ({exc}); "
+                              f"{RETRAIN_ADVICE}") from exc
     load_weights(model, ckpt["state_dict"], path, advice=RETRAIN_ADVICE)
     return model.to(resolve_device(device)).eval()
 

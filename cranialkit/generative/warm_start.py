@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from cranialkit.checkpoints import read_checkpoint
 from cranialkit.generative.base import get_generator
 from cranialkit.generative.vae import VAEFamily
 
@@ -55,7 +56,7 @@ def write_warmup_checkpoint(model: VAEFamily, vae_checkpoint: str | Path, path: 
     """
     vae_checkpoint, path = Path(vae_checkpoint), Path(path)
     warmup_steps = int(model.config["warmup_steps"])
-    ckpt = torch.load(vae_checkpoint, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(vae_checkpoint, "generator")
     if ckpt.get("name") != "vae":
         raise ValueError(f"{vae_checkpoint}: a checkpoint of {ckpt.get('name')!r}, not of a VAE")
     expected = warmup_vae_config(model)

@@ -6,7 +6,7 @@ Every case is reconstructed at its original geometry (``Reconstructor.reconstruc
 implant there, with the AutoImplant metrics of ``cranialkit.metrics``: DSC, boundary DSC (10 mm around the
 defective skull) and HD95 in mm. With ``out_dir`` the predicted implants are saved as NRRD in the SkullBreak layout
 (``implant/<class>/<id>.nrrd``) together with a manifest, so an interrupted evaluation resumes, and the table is
-written as ``metrics.csv``.
+written as ``metrics.csv``; ``identity.json`` says which network and cases made them.
 """
 
 from __future__ import annotations
@@ -32,34 +32,42 @@ def evaluate_cases(
     cases: Iterable,
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> list[dict]:
     """Reconstruct and score every case that has a true implant; one row per case.
 
     Rows: ``key``, ``case_id``, ``defect_class``, ``dsc``, ``bdsc``, ``hd95`` (mm) and ``seconds`` (inference
     time, preprocessing to original grid). Cases without ground truth are reconstructed (and saved) but get no
-    metrics (NaN).
+    metrics (NaN). Each case's volumes must share one grid and its implant must not overlap its defective skull
+    (:func:`~cranialkit.data.datasets.check_case_volumes`).
+
+    ``out_dir`` records what made it (the reconstructor's settings and weights, the cases and their files:
+    :func:`cranialkit.jobs.claim_output`); resuming it with another network or other cases is refused unless
+    ``overwrite`` starts over. Several processes may evaluate into one ``out_dir``: each case is done once.
     """
+    from cranialkit.data.datasets import check_case_volumes
     from cranialkit.io import write_volume
+    from cranialkit.jobs import claim_output, files_signature, identity_of, unfinished
     from cranialkit.metrics import evaluate_implant
 
     cases = list(cases)
     if not cases:
         raise ValueError("evaluate_cases: no cases to evaluate")
     out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        identity = {"job": "evaluate", "reconstructor": identity_of(reconstructor), "cases": [c.key for c in cases],
+                    "files": files_signature("/", [p for c in cases for p in c.paths()])}
+        claim_output(out, identity, overwrite=overwrite)
     manifest = Manifest(out / "manifest.jsonl") if out is not None else None
-    done = {r["key"]: r for r in manifest.records()} if manifest is not None else {}
-    rows = []
-    for case in tqdm(cases, desc="evaluating", disable=not progress):
-        if case.key in done:
-            record = done[case.key]
-            rows.append({k: record[k] for k in ("key", "case_id", "defect_class", *METRICS, "seconds")})
-            continue
+    computed = {}
+    for case in unfinished(tqdm(cases, desc="evaluating", disable=not progress), lambda c: c.key, manifest, out):
         defective = case.defective
         started = time.perf_counter()
         implant = reconstructor.reconstruct(defective)
         seconds = time.perf_counter() - started
         truth = case.implant
         if truth is not None:
+            check_case_volumes(case, defective, implant=truth if case.implant_path is not None else None)
             scores = evaluate_implant(implant.array, truth.array, defective.array, defective.spacing)
         else:
             scores = {k: math.nan for k in METRICS}
@@ -68,7 +76,9 @@ def evaluate_cases(
         if out is not None:
             write_volume(implant, out / "implant" / case.defect_class / f"{case.case_id}.nrrd")
             manifest.add(row)
-        rows.append(row)
+        computed[case.key] = row
+    done = {r["key"]: r for r in manifest.records()} if manifest is not None else computed
+    rows = [{k: done[c.key][k] for k in ("key", "case_id", "defect_class", *METRICS, "seconds")} for c in cases]
     if out is not None:
         atomic_write_text(out / "metrics.csv", rows_to_csv(rows))
     return rows

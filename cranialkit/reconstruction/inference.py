@@ -75,15 +75,10 @@ def predict_implants(
 
 def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, ModelConfig]:
     """The network stored in a trainer checkpoint (``best.pt`` / ``last.pt``) and its :class:`ModelConfig`."""
+    from cranialkit.checkpoints import read_checkpoint
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
-        raise ValueError(f"{path}: not a cranialkit reconstruction checkpoint (needs 'model' and 'model_config')")
+    state = read_checkpoint(path, "reconstruction")
     config = ModelConfig.from_dict(state["model_config"])
     model = build_network(config.size)
     load_weights(model, state["model"], path)

@@ -130,14 +130,15 @@ def _checkpoint(model, optimizer, scheduler, scaler, step, history, best, model_
 
 def load_training_state(path: str | Path) -> dict:
     """A training checkpoint as saved by :func:`train`, loaded with ``weights_only=True``."""
+    from cranialkit.checkpoints import read_checkpoint
+    from cranialkit.errors import CheckpointError
+
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    state = read_checkpoint(path, "reconstruction")
     missing = {"model", "optimizer", "scheduler", "step", "history", "model_config"} - set(state)
     if missing:
-        raise ValueError(f"{path}: not a cranialkit training checkpoint (missing {sorted(missing)})")
+        raise CheckpointError(f"{path}: a reconstruction checkpoint without its training state (missing "
+                              f"{sorted(missing)}); train into a new run folder")
     return state
 
 
