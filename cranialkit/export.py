@@ -136,15 +136,8 @@ def implant_mesh(
     return mesh
 
 
-def make_readable(path: str | os.PathLike) -> None:
-    """Give a file the permissions the umask allows (atomic writes start from a private 0600 temporary file)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def _write_mesh(mesh: pv.PolyData, path: Path) -> None:
-    """Write a binary STL or PLY atomically with VTK's writers (mm, LPS), readable by everyone the umask allows."""
+    """Write a binary STL or PLY atomically with VTK's writers (mm, LPS), readable as the user's umask allows."""
     suffix = path.suffix.lower()
     writer = vtk.vtkSTLWriter() if suffix == ".stl" else vtk.vtkPLYWriter()
     if suffix == ".stl":
@@ -160,7 +153,6 @@ def _write_mesh(mesh: pv.PolyData, path: Path) -> None:
             os.replace(named, tmp)
         finally:
             named.unlink(missing_ok=True)
-        make_readable(tmp)
 
 
 def mesh_report(mesh: pv.PolyData, implant: Volume) -> dict:

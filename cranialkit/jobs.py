@@ -35,9 +35,10 @@ def _umask() -> int:
 
 
 def make_readable(path: str | os.PathLike) -> None:
-    """Give a file the permissions the user's umask allows (``0644`` for the usual ``022``): temporary files start
-    private (``0600``), and a data folder shared by a class must be readable by everyone in it."""
-    os.chmod(path, 0o666 & ~_umask())
+    """Give a file (folder) the permissions the user's umask allows, ``0644`` (``0755``) for the usual ``022``:
+    temporary files and folders start private (``0600``, ``0700``), and a data folder shared by a class must be
+    readable by everyone in it."""
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
 
 
 @contextmanager

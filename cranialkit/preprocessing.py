@@ -355,17 +355,15 @@ def preprocess_case(
     complete AND NOT defective), without one the implant is derived from the complete skull; a case without ground
     truth gets ``implant = complete = None``.
     """
+    from cranialkit.data.datasets import check_case_volumes
+
     defective = read_mask(case.defective_path)
     implant = complete = None
     if case.implant_path is not None:
         implant = read_mask(case.implant_path)
-        other_path = case.implant_path
     elif case.complete_path is not None:
         complete = read_mask(case.complete_path)
-        other_path = case.complete_path
-    other = implant if implant is not None else complete
-    if other is not None and not other.same_grid(defective, atol=1e-3):
-        raise ValueError(f"{case.defective_path} and {other_path}: not on one grid ({defective!r} vs {other!r})")
+    check_case_volumes(case, defective, implant=implant, complete=complete)  # one grid; implant off the skull
     if implant is not None:
         complete = defective.with_array(defective.array | implant.array)
     elif complete is not None:

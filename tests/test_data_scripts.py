@@ -6,8 +6,10 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import os
 import runpy
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -221,8 +223,15 @@ def test_download_dataset_skullbreak_like_end_to_end(server, tmp_path):
     sources = sources_for(server, "skullbreak", "skullbreak", min_subjects=3, min_classes=2,
                           expected_classes=("bilateral", "random_1"))
     root = tmp_path / "data"
-    final = dl.download_dataset("skullbreak", root=root, sources=sources, quiet=True)
+    umask = os.umask(0o022)
+    try:
+        final = dl.download_dataset("skullbreak", root=root, sources=sources, quiet=True)
+    finally:
+        os.umask(umask)
     assert final == root / "skullbreak"
+    # readable by the other users of a shared data folder, like anything made with umask 022
+    assert stat.S_IMODE(final.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in final.rglob("*") if p.is_file()} == {0o644}
     ds = load_dataset(final)
     assert ds.layout == "skullbreak" and len(ds) == 6
     assert np.array_equal(ds[1].implant.array, tiny_triplet(1)[2].array)
@@ -245,12 +254,14 @@ def test_download_dataset_skullfix_with_nested_zip(server, tmp_path):
 def test_download_dataset_reports_missing_files_and_too_few_subjects(server, tmp_path):
     server.files["/skullbreak.zip"] = skullbreak_zip(tmp_path, drop=("implant/random_1/001",))
     sources = sources_for(server, "skullbreak", "skullbreak", min_subjects=3)
-    with pytest.raises(DatasetLayoutError, match=r"implant/random_1: missing for cases 001"):
+    archive = tmp_path / "data" / "downloads" / "skullbreak" / "skullbreak.zip"
+    with pytest.raises(DatasetLayoutError, match=rf"{archive}: not the expected skullbreak dataset \(the unpacked "
+                                                 r"archive/SkullBreak: .*implant/random_1: missing for cases 001"):
         dl.download_dataset("skullbreak", root=tmp_path / "data", sources=sources, quiet=True)
     assert not (tmp_path / "data" / "skullbreak").exists()
     assert not [p for p in (tmp_path / "data").iterdir() if p.name.startswith(".")]
+    assert not archive.exists()  # deleted: the next run downloads it again instead of failing on the same file
     server.files["/skullbreak.zip"] = skullbreak_zip(tmp_path)
-    (tmp_path / "data" / "downloads" / "skullbreak" / "skullbreak.zip").unlink()
     sources = sources_for(server, "skullbreak", "skullbreak", min_subjects=114)
     with pytest.raises(DatasetLayoutError, match="3 subjects, expected at least 114"):
         dl.download_dataset("skullbreak", root=tmp_path / "data", sources=sources, quiet=True)
@@ -291,8 +302,8 @@ def test_cli_make_phantoms_and_dataset_info(tmp_path, capsys):
     assert info["grids"]["skullfix"]["spacing_mm"] == [7.5, 7.5, 7.5]
     assert cli_main(["dataset-info", str(out)]) == 0
     assert "bilateral" in capsys.readouterr().out
-    assert cli_main(["dataset-info", str(tmp_path / "nowhere")]) == 1
-    assert "no such dataset folder" in capsys.readouterr().out
+    assert cli_main(["dataset-info", str(tmp_path / "nowhere")]) == 2
+    assert f"{tmp_path / 'nowhere'}: no such folder" in capsys.readouterr().err
 
 
 def test_cli_download_without_network_exits_non_zero(tmp_path, capsys, monkeypatch):
@@ -302,7 +313,7 @@ def test_cli_download_without_network_exits_non_zero(tmp_path, capsys, monkeypat
     offline = dl.DatasetSource("skullfix", "skullfix", (dl.Archive(f"http://127.0.0.1:{port}/s.zip", "s.zip"),))
     monkeypatch.setitem(dl.SOURCES, "skullfix", offline)
     assert cli_main(["download", "skullfix", "--root", str(tmp_path), "--timeout", "5"]) == 1
-    assert f"cannot reach 127.0.0.1:{port}: no network?" in capsys.readouterr().out
+    assert f"cannot reach 127.0.0.1:{port}: no network?" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("script", ["download.py", "make_phantoms.py"])

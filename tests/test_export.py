@@ -208,8 +208,14 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     missing = tmp_path / "nope.nrrd"
     assert main(["export-implant", str(missing), "-o", str(tmp_path / "x.stl")]) == 2
     assert f"{missing}: no such file" in capsys.readouterr().err
-    assert main(["render", str(missing), "-o", str(tmp_path / "x.gif")]) == 2
-    assert "png" in capsys.readouterr().err
+    (tmp_path / "skull.nrrd").write_bytes(b"")
+    assert main(["render", str(tmp_path / "skull.nrrd"), "-o", str(tmp_path / "x.gif")]) == 2
+    assert "x.gif: write a .png or .jpg or .jpeg file" in capsys.readouterr().err
+    export = ["export-implant", str(tmp_path / "skull.nrrd"), "-o", str(tmp_path / "x.stl")]
+    assert main([*export, "--smooth", "-3"]) == 2
+    assert "--smooth: must be at least 0, got -3" in capsys.readouterr().err
+    assert main([*export, "--pass-band", "5"]) == 2
+    assert "--pass-band: must be above 0 and at most 2, got 5" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -45,13 +45,14 @@ from pathlib import Path
 
 from cranialkit.config import data_dir
 from cranialkit.data.datasets import MUG500_CLASS, Dataset, DatasetLayoutError, detect_layout, load_dataset
-from cranialkit.jobs import atomic_write_text
+from cranialkit.errors import CranialkitError
+from cranialkit.jobs import atomic_write_text, make_readable
 
 CHUNK_BYTES = 1 << 20
 RECORD_NAME = "download.json"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(CranialkitError, RuntimeError):
     """A download or unpack step that failed; the message says what to do."""
 
 
@@ -342,19 +343,31 @@ def download_dataset(name: str, root: str | os.PathLike | None = None, timeout: 
 
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-unpack-", dir=root))
+    make_readable(staging)  # it may become the dataset folder: as readable as any folder the user makes (not 0700)
+    paths = [downloads / archive.filename for archive in archives]
     try:
-        for archive in archives:
-            path = downloads / archive.filename
+        for archive, path in zip(archives, paths):
             say(f"{name}: {archive.filename} from {_host(archive.url)}")
             fetch(archive.url, path, timeout=timeout, progress=show)
             say("")
             verify_archive(path, archive.checksum, archive.checksum_verified)
             unpack(path, staging)
-        if source.layout == "mug500":
-            dataset_root = organise_mug500(staging, staging / "mug500")
-        else:
-            dataset_root = find_dataset_root(staging, source.layout)
-        dataset = verify_layout(dataset_root, source)
+        try:
+            if source.layout == "mug500":
+                dataset_root = organise_mug500(staging, staging / "mug500")
+            else:
+                dataset_root = find_dataset_root(staging, source.layout)
+            dataset = verify_layout(dataset_root, source)
+        except DatasetLayoutError as exc:
+            # The unpacked folder is deleted below, so name the archives; delete them too, so that the next run
+            # downloads them again instead of failing on the same files.
+            problem = str(exc).replace(str(staging), "the unpacked archive").replace("\n", " ")
+            for path in paths:
+                path.unlink(missing_ok=True)
+            names = ", ".join(str(p) for p in paths)
+            raise DatasetLayoutError(f"{names}: not the expected {name} dataset ({problem}); the archive was "
+                                     f"deleted — run the download again, or unpack the dataset by hand and point "
+                                     f"--data at it") from exc
         if final.exists():
             shutil.rmtree(final)  # an earlier, unfinished attempt (no record file)
         os.replace(dataset_root, final)
