@@ -2,8 +2,8 @@
 
 Used by the README's main job (``make notebooks`` → ``cranialkit run-notebooks``) at default parameters, and by
 the test suite in smoke mode. A notebook can mark what the index shows: a code cell tagged ``key-figure`` gives
-the thumbnail (else the notebook's last image), a cell tagged ``results-table`` gives an HTML table copied into
-the index.
+the thumbnail (its first image; else the notebook's last image), a cell tagged ``results-table`` gives an HTML
+table copied into the index.
 """
 
 from __future__ import annotations
@@ -139,11 +139,12 @@ def execute_notebook(
         nb = nbformat.read(output, as_version=4)
         run.error = run.error or _first_error(nb)
         run.ok = run.error is None
-        images = image_outputs(nb, "key-figure") or image_outputs(nb)
-        if images:
+        tagged, every = image_outputs(nb, "key-figure"), image_outputs(nb)
+        key_image = tagged[0] if tagged else (every[-1] if every else None)
+        if key_image is not None:
             figure = out_dir / "figures" / f"{path.stem}.png"
             figure.parent.mkdir(exist_ok=True)
-            figure.write_bytes(images[-1])
+            figure.write_bytes(key_image)
             run.key_figure = str(figure)
         run.tables = _tables(nb)
         if export_html:
@@ -156,32 +157,46 @@ def execute_notebook(
     return run
 
 
+INDEX_STYLE = """
+body { font-family: sans-serif; margin: 1.5em; max-width: 1400px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(280px, 1fr)); gap: 14px; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 10px; min-width: 0; }
+.card h3 { margin: 0 0 4px 0; font-size: 1em; word-break: break-word; }
+.card img { display: block; width: 100%; height: auto; margin-top: 8px; }
+.status { font-size: 0.85em; color: #444; }
+.failed { color: #b00020; font-weight: bold; }
+.tables { margin-top: 2em; }
+.table { overflow-x: auto; max-width: 100%; margin-bottom: 1.5em; }
+table.dataframe td, table.dataframe th { padding: 2px 6px; border: 1px solid #ccc; font-size: 0.85em; }
+"""
+
+
 def write_index(runs: list[NotebookRun], out_dir: Path, title: str = "cranialkit — executed notebooks") -> Path:
-    """Write ``out_dir/index.html`` linking every executed notebook with its key figure and results tables."""
+    """Write ``out_dir/index.html``: one card per executed notebook (name, status, time, key figure) in a grid that
+    reflows with the window's width, then the notebooks' results tables below it, each scrolling on its own when
+    it is wider than the page."""
     out_dir = Path(out_dir)
-    rows = []
+    cards, tables = [], []
     for run in runs:
-        status = "ok" if run.ok else f"FAILED — {html.escape(run.error or '')}"
-        links = f'<a href="{Path(run.output).name}">ipynb</a>'
-        if run.html:
-            links = f'<a href="{Path(run.html).name}">{html.escape(run.name)}</a> · ' + links
-        else:
-            links = html.escape(run.name) + " · " + links
-        figure = (
-            f'<img src="figures/{Path(run.key_figure).name}" style="max-width:420px">' if run.key_figure else ""
-        )
-        tables = "".join(f'<div class="table">{t}</div>' for t in run.tables)
-        rows.append(
-            f"<tr><td>{links}<br><small>{run.seconds:.0f} s · {status}</small>{tables}</td><td>{figure}</td></tr>"
-        )
+        status = ('<span class="ok">ok</span>' if run.ok
+                  else f'<span class="failed">FAILED — {html.escape(run.error or "")}</span>')
+        name = (f'<a href="{Path(run.html).name}">{html.escape(run.name)}</a>' if run.html
+                else html.escape(run.name))
+        figure = (f'<img src="figures/{Path(run.key_figure).name}" alt="key figure of {html.escape(run.name)}">'
+                  if run.key_figure else "")
+        cards.append(f'<div class="card"><h3>{name}</h3><div class="status">{status} · {run.seconds:.0f} s · '
+                     f'<a href="{Path(run.output).name}">ipynb</a></div>{figure}</div>')
+        if run.tables:
+            body = "".join(f'<div class="table">{t}</div>' for t in run.tables)
+            tables.append(f"<h3>{html.escape(run.name)}</h3>{body}")
     n_ok = sum(r.ok for r in runs)
+    results = f'<div class="tables"><h2>Results tables</h2>{"".join(tables)}</div>' if tables else ""
     page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} td{{vertical-align:top;padding:8px;border-bottom:1px solid #ddd}}
-table.dataframe td, table.dataframe th{{padding:2px 6px;border:1px solid #ccc}} .table{{margin-top:8px}}</style>
-</head><body><h1>{html.escape(title)}</h1>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title><style>{INDEX_STYLE}</style></head><body>
+<h1>{html.escape(title)}</h1>
 <p>Generated {time.strftime('%Y-%m-%d %H:%M')}; {n_ok} of {len(runs)} notebooks ran without error.</p>
-<table>{''.join(rows)}</table></body></html>
+<div class="cards">{''.join(cards)}</div>{results}</body></html>
 """
     index = out_dir / "index.html"
     atomic_write_text(index, page)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import matplotlib.pyplot as plt
@@ -69,3 +70,25 @@ def test_execute_notebook_reports_missing_kernel_output_gracefully(tmp_path):
     _write_notebook(path, "raise RuntimeError('first cell fails')")
     run = execute_notebook(path, tmp_path / "o", export_html=False)
     assert not run.ok and "first cell fails" in run.error
+
+
+def test_index_puts_cards_in_a_grid_and_tables_below_them(tmp_path):
+    """The front page: one card per notebook (name, status, time, thumbnail scaled to the card) in a grid that
+    reflows, and wide results tables below the cards in their own scrolling boxes, so no table widens a card."""
+    src = tmp_path / "src"
+    src.mkdir()
+    two_figures = ("import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([0, 1], [0, 1], 'r')\n"
+                   "fig2, ax2 = plt.subplots()\nax2.imshow([[0, 1], [1, 0]])\nplt.show()")
+    _write_notebook(src / "01_first.ipynb", two_figures)
+    out = tmp_path / "out"
+    runs = run_series(out, sorted(src.glob("*.ipynb")), {"smoke": True})
+    page = (out / "index.html").read_text()
+    cards, tables = page.index('<div class="cards">'), page.index('<div class="tables">')
+    assert cards < page.index('<img src="figures/01_first.png"') < tables < page.index("<td>row</td>")
+    assert "grid-template-columns" in page and ".card img" in page and "overflow-x: auto" in page
+    executed = nbformat.read(out / "01_first.ipynb", as_version=4)
+    images = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 2
+    first = base64.b64decode(images[0]["data"]["image/png"])
+    assert (out / "figures" / "01_first.png").read_bytes() == first, "the key figure is the tagged cell's first image"
+    assert runs[0].ok

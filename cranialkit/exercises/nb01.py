@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cranialkit import metrics, preprocessing
-from cranialkit.exercises.registry import Feedback, exercise
+from cranialkit.exercises.registry import Feedback, call_answer, exercise
 from cranialkit.volume import Volume
 
 
@@ -28,18 +28,18 @@ def implant_volume(answer: float, implant: Volume) -> Feedback:
 @exercise("01_dice")
 def dice_function(answer, seed: int = 0) -> Feedback:
     """A hand-written ``dice(a, b)`` must agree with :func:`cranialkit.metrics.dice`, including empty masks."""
-    if not callable(answer):
-        return Feedback(False, "pass your function itself, e.g. check('01_dice', my_dice)")
     rng = np.random.default_rng(seed)
     cases = [(rng.random((12, 12, 12)) > 0.6, rng.random((12, 12, 12)) > 0.5) for _ in range(3)]
     cases.append((np.zeros((4, 4, 4), bool), np.zeros((4, 4, 4), bool)))
     cases.append((np.ones((4, 4, 4), bool), np.zeros((4, 4, 4), bool)))
     for a, b in cases:
         expected = metrics.dice(a, b)
-        try:
-            got = float(answer(a, b))
-        except ZeroDivisionError:
-            return Feedback(False, "your function divides by zero when both masks are empty: define DSC = 1 there")
+        result, problem = call_answer(answer, a, b)
+        if problem is not None:
+            if "ZeroDivisionError" in problem.message:
+                return Feedback(False, "your function divides by zero when both masks are empty: define DSC = 1 there")
+            return problem
+        got = float(result)
         if not np.isfinite(got):
             return Feedback(False, "your function returns NaN/inf when both masks are empty: define DSC = 1 there")
         if not np.isclose(got, expected, atol=1e-6):

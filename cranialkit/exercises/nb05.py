@@ -78,7 +78,7 @@ def penalty_function(answer) -> Feedback:
 
 @exercise("05_training_updates")
 def training_updates(answer: float, steps: int, n_critic: int) -> Feedback:
-    """Optimizer updates (critic + generator) of the training in section 3: steps · (n_critic + 1)."""
+    """Optimizer updates (critic + generator) of the training in section 2: steps · (n_critic + 1)."""
     expected = steps * (n_critic + 1)
     answer = float(answer)
     if answer == expected:
