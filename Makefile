@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup notebooks test unit lint lab bench clean
+.PHONY: setup notebooks test unit lint lab bench bench-report clean
 
 setup: $(STAMP)
 
@@ -33,8 +33,17 @@ lab: setup
 	$(BIN)/pip install -e ".[lab]"
 	$(BIN)/jupyter lab notebooks
 
+# Benchmarks: each writes its record into docs/benchmarks/ (benchmarks/report.py says how); the page follows.
+# real_data_quality needs a real dataset: run it by hand (see its docstring).
+BENCHMARKS := phantom_speed registration train_speed reconstruction_quality generators generator_quality ldm_speed \
+	render_export
 bench: setup
-	for b in benchmarks/*.py; do $(BIN)/python $$b; done
+	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py --json docs/benchmarks || exit 1; done
+	$(MAKE) bench-report
+
+# docs/BENCHMARKS.md from the records in docs/benchmarks/*.json
+bench-report: setup
+	$(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -2,15 +2,16 @@
 
     python benchmarks/generator_quality.py                 # the four recipes at 32³ on phantoms
     python benchmarks/generator_quality.py --quick         # 1/10 of the steps (a smoke check, not a result)
+    python benchmarks/generator_quality.py --json docs/benchmarks   # also write its record (benchmarks/report.py)
 
-Trains every generator of ``cranialkit.generative.recipes.RECIPES`` on the phantom dataset exactly as notebooks
-04–07 do, then draws ``--n`` samples with each sampler and reports the valid fraction after post-processing (for
-random sampling also over 5 draws of ``--n``, seeds 0–4, and their mean: one draw of 100 is noisy), the
-nearest-training-case Dice (≈ 1 would be copies), the pairwise diversity (1 − Dice) of the decoded volumes and
-the coverage measures of the latent points, and which post-processing criterion the rejected samples failed
-(``rejections``). Training time is reported as wall seconds and as CPU seconds per step (``cpu_s_per_step``): on a
-machine shared with other jobs the wall time is inflated, while CPU seconds / threads estimates the wall time of
-an idle machine. Prints one JSON object.
+Trains the generators of notebooks 04–07 (``cranialkit.generative.recipes.RECIPES``) from scratch on the phantom
+training pairs of the series, then draws ``--n`` samples with each sampler and reports the valid fraction after
+post-processing (for random sampling also over 5 draws of ``--n``, seeds 0–4, and their mean: one draw of 100 is
+noisy), the nearest-training-case Dice (≈ 1 would be copies), the pairwise diversity (1 − Dice) of the decoded
+volumes and the coverage measures of the latent points, and which post-processing criterion the rejected samples
+failed (``rejections``). Training time is reported as wall seconds and as CPU seconds per step (``cpu_s_per_step``):
+on a machine shared with other jobs the wall time is inflated, while CPU seconds / threads estimates the wall time
+of an idle machine. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import argparse
 import json
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+from report import describe_machine, make_record, table, write_record
 
 from cranialkit.config import device as resolve_device
 from cranialkit.generative import get_generator
@@ -63,7 +66,7 @@ def evaluate(model, training: np.ndarray, n: int, device: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="*", default=list(RECIPES))
+    parser.add_argument("--models", nargs="*", default=["vae", "wgan_gp", "introvae", "soft_introvae"])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--n", type=int, default=100, help="samples per sampler")
     parser.add_argument("--resolution", type=int, default=32)
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--pairs", default=None, help="an .npz with `pairs` (N, 2, S, S, S) and `spacing_mm` to use "
                         "instead of making phantoms (e.g. on a machine without the data dependencies)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the result as a benchmark record here (docs/benchmarks/<name>.json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.pairs:
@@ -94,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                          "cpu_s_per_step": round(cpu_s / max(1, steps), 3),
                          "final_losses": {k: round(float(np.mean(v[-20:])), 4) for k, v in history.items()},
                          **evaluate(model, training, args.n, args.device)}
-    print(json.dumps({
+    output = {
         "benchmark": "generator quality at the notebook recipes",
         "machine": platform.node(), "device": str(resolve_device(args.device)), "torch": torch.__version__,
         "parameters": {"resolution": args.resolution, "n": args.n, "quick": args.quick, "training_pairs": len(training),
@@ -102,7 +107,27 @@ def main(argv: list[str] | None = None) -> None:
         "training_set": {"diversity_pair": volume_diversity(training)["pair"],
                          "vault_gap_fraction_mean": float(vault_gap_fraction(training).mean())},
         "results": results,
-    }, indent=1))
+    }
+    print(json.dumps(output, indent=1))
+    if args.json:
+        rows = []
+        for name, r in results.items():
+            random, uds = r["random"], r["uds"]
+            rows.append([name, r["steps"], r["train_seconds"],
+                         f"{random['valid_fraction']:.0%} / {uds['valid_fraction']:.0%}",
+                         f"{random['valid_fraction_5_draws_mean']:.0%}",
+                         f"{random['nearest_training_dice_mean']:.2f} ({random['nearest_training_dice_max']:.2f})",
+                         f"{random['diversity_pair']:.2f} / {uds['diversity_pair']:.2f}",
+                         round(random["vault_gap_fraction_mean"], 3)])
+        training_set = output["training_set"]
+        write_record(args.json, make_record(
+            "generator_quality", "Generators at the notebook recipes (`benchmarks/generator_quality.py`)",
+            [table(f"{args.n} samples per sampler, {args.resolution}³, {len(training)} phantom pairs (training set "
+                   f"diversity {training_set['diversity_pair']:.2f}, "
+                   f"vault gap {training_set['vault_gap_fraction_mean']:.3f})",
+                   ["generator", "steps", "training s", "valid random / UDS", "valid, mean of 5 random draws",
+                    "nearest-training Dice mean (max)", "diversity random / UDS", "vault gap fraction"], rows)],
+            threads=args.threads, device=describe_machine(resolve_device(args.device)), results=output))
 
 
 if __name__ == "__main__":

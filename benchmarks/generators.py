@@ -3,6 +3,7 @@
     python benchmarks/generators.py            # 64³ on CPU; 128³ as well when CUDA is available
     python benchmarks/generators.py --quick    # fewer timed steps (about a minute on a 2-core CPU)
     python benchmarks/generators.py --models vae wgan_gp --resolutions 32
+    python benchmarks/generators.py --resolutions 32 64 --json docs/benchmarks   # also write its record
 
 Each generator trains on random shell-shaped 2-channel volumes (throughput does not depend on the content) for a
 few untimed warm-up steps, then ``--steps`` timed steps; then ``--samples`` samples are drawn (UDS) and timed.
@@ -16,9 +17,11 @@ import argparse
 import json
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+from report import describe_machine, make_record, table, write_record
 
 from cranialkit.config import device as resolve_device
 from cranialkit.generative import available_generators, get_generator
@@ -90,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     parser.add_argument("--gpu-only", action="store_true", help="skip the CPU runs (only 128³ on CUDA)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the result as a benchmark record here (docs/benchmarks/<name>.json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     steps = args.steps or (2 if args.quick else 5)
@@ -108,14 +113,26 @@ def main(argv: list[str] | None = None) -> None:
                 results.append(bench_one(name, resolution, dev, n_steps, n_samples, args.batch_size))
             except Exception as exc:  # noqa: BLE001 - one broken model must not hide the others' figures
                 errors[f"{name}@{resolution}/{dev}"] = f"{type(exc).__name__}: {exc}"
-    print(json.dumps({
+    output = {
         "benchmark": "generators: training and sampling throughput",
         "machine": platform.node(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(gpu) if gpu.type == "cuda" else None,
         "parameters": {"quick": args.quick, "steps": steps, "samples": samples, "batch_size": args.batch_size,
                        "configs": MODEL_CONFIGS},
         "results": results, "errors": errors,
-    }, indent=1))
+    }
+    print(json.dumps(output, indent=1))
+    if args.json:
+        on_gpu = gpu.type == "cuda" and args.gpu_only
+        rows = [[r["model"], f"{r['resolution']}³", r["device"], f"{r['parameters'] / 1e6:.2f} M",
+                 r["train_steps_per_s"], r["train_volumes_per_s"], r["samples_per_s"]] for r in results]
+        write_record(args.json, make_record(
+            "generators_gpu" if on_gpu else "generators_cpu",
+            f"Generator throughput on {'a GPU' if on_gpu else 'the CPU'} (`benchmarks/generators.py`)",
+            [table(f"Each model with its notebook recipe's settings; batch {args.batch_size}; {steps} timed steps; "
+                   "samples drawn with UDS", ["generator", "grid", "device", "parameters", "training steps/s",
+                                             "training volumes/s", "samples/s"], rows)],
+            threads=torch.get_num_threads(), device=describe_machine(gpu if on_gpu else "cpu"), results=output))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ started from the same random noise (the "DDIM-50 vs DDPM-1000" comparison of not
     python benchmarks/ldm_speed.py --quick                      # about a minute on a 2-core CPU
     python benchmarks/ldm_speed.py --compare --n-samples 100    # the full comparison (DDPM-1000 is slow on a CPU)
     python benchmarks/ldm_speed.py --resolution 128 --levels 3 --data synthetic   # GPU throughput at 128³
-    python benchmarks/ldm_speed.py --checkpoint ldm_vqvae_32.pt --compare   # sample a trained model (notebook 08)
+    python benchmarks/ldm_speed.py --checkpoint <notebook 08's ldm_vqvae checkpoint> --compare   # a trained model
+    python benchmarks/ldm_speed.py --compare --json docs/benchmarks   # also write its record (benchmarks/report.py)
 
 ``--data phantom`` trains on phantom pairs (cranialkit.generative.data.training_pairs); ``synthetic`` on toy
 shells made here (no files), enough for throughput but not for quality figures.
@@ -28,6 +29,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from report import describe_machine, make_record, table, write_record  # noqa: E402
 
 from cranialkit.config import device as pick_device  # noqa: E402
 from cranialkit.generative import get_generator, load_generator  # noqa: E402
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny settings: about a minute on a 2-core CPU")
     parser.add_argument("--models", default="ldm_vqvae,ldm_vae", help="comma-separated registry names")
     parser.add_argument("--data", choices=("phantom", "synthetic"), default="phantom")
-    parser.add_argument("--n-subjects", type=int, default=20, help="phantom subjects (6 cases each)")
+    parser.add_argument("--n-subjects", type=int, default=10, help="phantom subjects (6 cases each)")
     parser.add_argument("--resolution", type=int, default=32, help="generator grid S (voxels per side)")
     parser.add_argument("--levels", type=int, default=2, help="autoencoder halvings (latent side S / 2^levels)")
     parser.add_argument("--ae-steps", type=int, default=400)
@@ -136,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the result as a benchmark record here (docs/benchmarks/<name>.json)")
     args = parser.parse_args(argv)
     if args.quick:
         args.n_subjects, args.ae_steps, args.denoiser_steps = 4, 10, 10
@@ -154,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         volumes = synthetic_pairs(6 * args.n_subjects, args.resolution, seed=args.seed)
     log(f"{len(volumes)} training volumes at {args.resolution}³ on {dev}")
     results = {name: measure(name, volumes, args, dev) for name in args.models.split(",")}
-    print(json.dumps({
+    output = {
         "benchmark": "ldm_speed",
         "measured": "training volumes/s (autoencoder, denoiser), samples/s (DDIM, DDPM), DDIM vs DDPM quality",
         "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
@@ -164,8 +169,30 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "n_training_volumes": len(volumes),
         "results": results,
-    }, indent=1))
+    }
+    print(json.dumps(output, indent=1))
+    if args.json:
+        write_record(args.json, ldm_record(output, args, dev))
     return 0
+
+
+def ldm_record(output: dict, args: argparse.Namespace, dev: torch.device) -> dict:
+    """The benchmark record (benchmarks/report.py): throughput per model, and the DDIM/DDPM comparison."""
+    ddim, ddpm = f"ddim{args.ddim_steps}", f"ddpm{args.ddpm_steps}"
+    speed = [[name, r.get("autoencoder_train_volumes_per_s"), r.get("denoiser_train_volumes_per_s"),
+              r[f"{ddim}_samples_per_s"], r[f"{ddpm}_samples_per_s"]] for name, r in output["results"].items()]
+    tables = [table(f"{output['n_training_volumes']} training pairs at {args.resolution}³, batch {args.batch_size}",
+                    ["model", "autoencoder training volumes/s", "denoiser training volumes/s",
+                     f"DDIM-{args.ddim_steps} samples/s", f"DDPM-{args.ddpm_steps} samples/s"], speed)]
+    compared = [[name, scheduler.upper(), f"{c['valid_fraction']:.0%}", round(c["diversity_pair"], 3),
+                 f"{c['nearest_training_dice_mean']:.3f} ({c['nearest_training_dice_max']:.3f})"]
+                for name, r in output["results"].items() for scheduler, c in r.get("compare", {}).items()]
+    if compared:
+        tables.append(table(f"{args.n_samples} samples per scheduler from the same random noise",
+                            ["model", "sampler", "valid", "diversity (pair 1 − Dice)", "nearest-training Dice"],
+                            compared))
+    return make_record("ldm_speed", "Latent diffusion: speed, and DDIM vs DDPM (`benchmarks/ldm_speed.py`)", tables,
+                       threads=torch.get_num_threads(), device=describe_machine(dev), results=output)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 For each augmentation preset, trains the U-Net on the phantom training split (same seed, steps, batch, network)
 and evaluates the test split at the original geometry: DSC, boundary DSC and HD95 (mm) per defect class.
-Defaults are notebook 10's (64³, "tiny", 1200 steps of batch 2). ``--quick`` runs a few steps (a smoke test, not
-a measurement).
+Defaults are notebook 10's (64³, "compact", 6000 steps of batch 2; about 8 minutes per preset on 2 CPU cores).
+``--quick`` runs a few steps (a smoke test, not a measurement). Runs are named by the checkpoint convention
+(:func:`cranialkit.checkpoints.checkpoint_path`) and resume.
 
     python benchmarks/reconstruction_quality.py --augment none,mild
+    python benchmarks/reconstruction_quality.py --json docs/benchmarks   # also write its record (benchmarks/report.py)
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import time
 from pathlib import Path
 
 import torch
+from report import describe_machine, make_record, table, write_record
 
 from cranialkit.augment.geometric import preset
-from cranialkit.config import data_dir
+from cranialkit.checkpoints import checkpoint_path, data_fingerprint
 from cranialkit.config import device as pick_device
 from cranialkit.preprocessing import stack_cases
 from cranialkit.reconstruction.data import load_splits, source_from_arrays
@@ -32,10 +35,15 @@ from cranialkit.reconstruction.trainer import TrainConfig, train
 def run(args: argparse.Namespace, augment: str, target: str) -> dict:
     shape = (args.resolution,) * 3
     splits = load_splits("phantom", args.n_subjects, args.resolution, 0, 0)
-    sources = [source_from_arrays("cases", stack_cases(splits["train"], shape), target, 1.0, preset(augment))]
+    train_arrays = stack_cases(splits["train"], shape)
+    sources = [source_from_arrays("cases", train_arrays, target, 1.0, preset(augment))]
     val = stack_cases(splits["val"], shape)
-    name = f"quality_{args.resolution}_{args.size}_{target}_{augment}_{args.steps}_{args.lr}_{args.seed}"
-    run_dir = Path(args.run_root or data_dir() / "runs") / name
+    settings = {"size": args.size, "target": target, "augment": augment, "batch_size": args.batch_size, "lr": args.lr,
+                "val_every": args.val_every, "seed": args.seed}
+    run_dir = checkpoint_path("reconstruction", "unet", settings, args.resolution, args.steps,
+                              data_fingerprint(train_arrays.defective, train_arrays.implant))
+    if args.run_root:
+        run_dir = Path(args.run_root) / run_dir.name
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, val_every=args.val_every,
                          seed=args.seed, device=args.device, progress=False)
     started = time.perf_counter()
@@ -63,12 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--augment", default="none,mild", help="comma-separated presets to compare")
     parser.add_argument("--targets", default="implant", help="comma-separated: implant, complete")
     parser.add_argument("--resolution", type=int, default=64)
-    parser.add_argument("--size", default="tiny")
+    parser.add_argument("--size", default="compact")
     parser.add_argument("--n-subjects", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--val-every", type=int, default=200)
+    parser.add_argument("--val-every", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--closing-radii", type=lambda text: [int(r) for r in text.split(",")], default=[2],
@@ -77,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--run-root", help="where the runs go (default: <data dir>/runs); existing runs resume")
     parser.add_argument("--quick", action="store_true", help="a few steps at 32³ with 4 subjects (smoke test)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the result as a benchmark record here (docs/benchmarks/<name>.json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -87,13 +97,27 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run(args, augment, target))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)  # partial results survive a time-out
     dev = pick_device(args.device)
-    print(json.dumps({
+    output = {
         "benchmark": "reconstruction_quality",
         "measured": "test implant DSC / bDSC / HD95 (mm) per phantom defect class after the same training budget",
         "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
-        "parameters": {k: v for k, v in vars(args).items() if k not in ("run_root",)},
+        "parameters": {k: v for k, v in vars(args).items() if k not in ("run_root", "json")},
         "results": results,
-    }, indent=1))
+    }
+    print(json.dumps(output, indent=1))
+    if args.json:
+        rows = []
+        for r in results:
+            mean = next(s for s in r["test_per_class"] if s["defect_class"] == "mean of classes")
+            rows.append([r["augment"], r["target"], round(mean["dsc"], 3), round(mean["bdsc"], 3),
+                         round(mean["hd95"], 2), r["train_seconds"]])
+        write_record(args.json, make_record(
+            "reconstruction_quality", "Reconstruction quality with and without augmentation "
+            "(`benchmarks/reconstruction_quality.py`)",
+            [table(f"Test split, mean of the defect classes; {args.resolution}³, {args.size}, {args.steps} steps of "
+                   f"batch {args.batch_size}, seed {args.seed}", ["augmentation", "target", "DSC", "bDSC",
+                                                                 "HD95 (mm)", "training s"], rows)],
+            threads=args.threads, device=describe_machine(dev), results=output))
     return 0
 
 

@@ -6,8 +6,9 @@ the same pairs are registered with SimpleITK (affine + B-spline, mean squares on
 installed (the ``bench`` extra), for a side-by-side Dice and seconds per pair. Prints one JSON object.
 
     python benchmarks/registration.py --quick                 # 64³, 2 pairs, about a minute on 2 CPU cores
-    python benchmarks/registration.py --resolutions 64 128    # CPU figures of docs/BENCHMARKS.md
+    python benchmarks/registration.py --resolutions 64 128    # the CPU figures
     python benchmarks/registration.py --resolutions 128 256 --batch-size 4 --device cuda   # GPU figures
+    python benchmarks/registration.py --json docs/benchmarks   # also write its record (benchmarks/report.py)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import describe_machine, make_record, table, write_record
 
 from cranialkit.config import device as resolve_device
 from cranialkit.data.phantom import make_skull
@@ -170,6 +172,8 @@ def main() -> None:
     parser.add_argument("--no-phantoms", action="store_true", help="only the real skulls of --skullfix")
     parser.add_argument("--no-simpleitk", action="store_true")
     parser.add_argument("--sweep", type=float, nargs="*", default=None, help="also sweep these alphas (all pairs)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the result as a benchmark record here (docs/benchmarks/<name>.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dev = resolve_device(args.device)
@@ -201,6 +205,35 @@ def main() -> None:
             report["results"].append(entry)
             print(json.dumps(entry), file=sys.stderr, flush=True)  # partial results survive an interruption
     print(json.dumps(report, indent=1))
+    if args.json:
+        write_record(args.json, registration_record(report, dev))
+
+
+def _pairs(values: list) -> str:
+    return ", ".join(f"{v:.3g}" for v in values)
+
+
+def registration_record(report: dict, dev: torch.device) -> dict:
+    """The benchmark record (benchmarks/report.py) of a run: one row per data set and grid, one sweep table."""
+    rows, sweeps = [], []
+    for entry in report["results"]:
+        ck, itk = entry["cranialkit"], entry.get("simpleitk")
+        rows.append([entry["data"], f"{entry['resolution']}³", round(ck["seconds_per_pair"], 2),
+                     round(ck["batched_pairs_per_second"], 2) if "batched_pairs_per_second" in ck else None,
+                     f"{_pairs(ck['dice'])} ({_pairs(ck['dice_affine'])})", _pairs(ck["folding_percent"]),
+                     round(itk["seconds_per_pair"], 1) if itk else None, _pairs(itk["dice"]) if itk else None])
+        for row in entry.get("alpha_sweep", []):
+            sweeps.append([entry["data"], f"{entry['resolution']}³", row["alpha"], _pairs(row["dice"]),
+                           _pairs(row["folding_percent"]), _pairs(row["std_log_jacobian"])])
+    tables = [table(f"alpha {report['alpha']:g}, {report['results'][0]['pairs'] if report['results'] else 0} pairs "
+                    "per row", ["data", "grid", "s / pair", "batched pairs/s", "Dice after (affine only)",
+                                "folding %", "SimpleITK s / pair", "SimpleITK Dice"], rows)]
+    if sweeps:
+        tables.append(table("Alpha sweep", ["data", "grid", "alpha", "Dice", "folding %", "std log det J"], sweeps))
+    name = "registration_gpu" if dev.type == "cuda" else "registration_cpu"
+    where = "a GPU" if dev.type == "cuda" else "the CPU"
+    return make_record(name, f"Registration on {where} (`benchmarks/registration.py`)", tables,
+                       threads=report["torch_threads"], device=describe_machine(dev), results=report)
 
 
 if __name__ == "__main__":

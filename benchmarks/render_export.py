@@ -1,12 +1,14 @@
 """Speed of 3D renders and implant export, and the export's fidelity (watertight, volume vs voxels).
 
-    python benchmarks/render_export.py               # phantoms at 64³ and 128³, real SkullFix 000 when present
-    python benchmarks/render_export.py --quick       # phantoms at 64³ only, the real implant's export only
+    python benchmarks/render_export.py                        # phantoms at 64³ and 128³
+    python benchmarks/render_export.py --real <SkullFix folder>  # and the first real case of that dataset
+    python benchmarks/render_export.py --quick                # phantoms at 64³ only; the real implant's export only
+    python benchmarks/render_export.py --json docs/benchmarks   # also write its record (benchmarks/report.py)
 
 For each phantom defect class: export time, the mesh volume's relative difference to the voxel volume
 (count × voxel volume) and watertightness of the written STL; then the time of one reconstruction render and one
-error-map render (600×600, off screen). On the real SkullFix case 000 (oblique, 512² × 237, 0.45 × 0.45 × 0.63 mm),
-read from ``../shared/data`` beside the repository: the same figures. Prints one JSON object.
+error-map render (600×600, off screen). With ``--real``, the same figures for the first case of a real dataset
+(e.g. SkullFix 000: oblique, 512² × 237, 0.45 × 0.45 × 0.63 mm). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -20,16 +22,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 os.environ.setdefault("PYVISTA_OFF_SCREEN", "true")
 
+from report import describe_machine, make_record, table, write_record  # noqa: E402
+
+from cranialkit.data.datasets import load_dataset  # noqa: E402
 from cranialkit.data.phantom import PHANTOM_CLASSES, make_defect, make_skull  # noqa: E402
 from cranialkit.export import export_implant  # noqa: E402
-from cranialkit.io import read_mask  # noqa: E402
 from cranialkit.viz.render3d import render_error_map, render_reconstruction  # noqa: E402
-
-SKULLFIX = Path(__file__).resolve().parents[2] / "shared" / "data" / "skullfix_sample" / "training_set"
 
 
 def _timed(function, *args, **kwargs):
@@ -67,6 +70,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="64³ phantoms; real case: export only")
     parser.add_argument("--resolutions", type=int, nargs="+", default=None, help="phantom grids (default 64 128)")
     parser.add_argument("--window", type=int, default=600, help="render size in pixels")
+    parser.add_argument("--real", type=Path, default=None, help="a real dataset folder: also its first case")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the result as a benchmark record here (docs/benchmarks/<name>.json)")
     args = parser.parse_args()
     resolutions = args.resolutions or ([64] if args.quick else [64, 128])
     result: dict = {
@@ -91,11 +97,13 @@ def main() -> None:
                 "max_abs_volume_difference_percent": max(differences),
                 "all_watertight": all(c["watertight"] for c in per_class.values()),
             }
-        if (SKULLFIX / "implant" / "000.nrrd").is_file():
-            implant, read_s = _timed(read_mask, SKULLFIX / "implant" / "000.nrrd")
+        if args.real is not None:
+            case = load_dataset(args.real)[0]
+            implant, read_s = _timed(lambda: case.implant)
+            result["real_case"] = case.key
             if args.quick:
                 report, export_s = _timed(export_implant, implant, folder / "real.stl")
-                result["skullfix_000"] = {
+                result["real"] = {
                     "read_s": round(read_s, 2),
                     "volume_difference_percent": round(100 * report["volume_difference"], 3),
                     "volume_ml": round(report["volume_ml"], 3),
@@ -104,13 +112,38 @@ def main() -> None:
                     "export_s": round(export_s, 2),
                 }
             else:
-                defective = read_mask(SKULLFIX / "defective_skull" / "000.nrrd")
-                real = bench_case(defective, implant, folder, "real", args.window)
+                real = bench_case(case.defective, implant, folder, "real", args.window)
                 real["read_s"] = round(read_s, 2)
-                result["skullfix_000"] = real
-        else:
-            result["skullfix_000"] = f"not found: {SKULLFIX}"
+                result["real"] = real
     print(json.dumps(result, indent=1))
+    if args.json:
+        write_record(args.json, render_export_record(result, args.window))
+
+
+def render_export_record(result: dict, window: int) -> dict:
+    """The benchmark record (benchmarks/report.py): one row per phantom grid, and the real case."""
+    def spread(cases: dict, key: str) -> str:
+        values = [c[key] for c in cases.values()]
+        return f"{min(values):g}–{max(values):g}"
+
+    rows = []
+    for resolution, entry in result["phantom"].items():
+        cases = entry["classes"]
+        rows.append([f"phantom, {len(cases)} classes", f"{resolution}³",
+                     f"{entry['max_abs_volume_difference_percent']} %",
+                     f"{sum(c['watertight'] for c in cases.values())}/{len(cases)}", spread(cases, "export_s"),
+                     spread(cases, "render_s"), spread(cases, "error_map_s")])
+    if "real" in result:
+        real = result["real"]
+        voxels = f"{real['implant_voxels']} implant voxels" if "implant_voxels" in real else "—"
+        rows.append([f"real {result['real_case']}", voxels,
+                     f"{abs(real['volume_difference_percent'])} %", "yes" if real["watertight"] else "no",
+                     real["export_s"], real.get("render_s"), real.get("error_map_s")])
+    return make_record("render_export", "3D rendering and implant export (`benchmarks/render_export.py`)",
+                       [table(f"Export fidelity (mesh volume of the written STL vs the voxel volume); renders "
+                              f"{window}×{window}", ["case", "grid", "max |volume difference|", "watertight",
+                                                    "export s", "render s", "error map s"], rows)],
+                       threads=torch.get_num_threads(), device=describe_machine("cpu"), results=result)
 
 
 if __name__ == "__main__":

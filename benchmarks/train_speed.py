@@ -3,12 +3,13 @@
 Measures full training steps (forward, soft Dice loss, backward, Adam step) on binary phantom-like volumes:
 training volumes/s, seconds per step and peak memory, for each (resolution, model size, batch, mixed precision,
 torch.compile) configuration; and inference seconds per case (preprocess → network → post-process → original
-grid) on a phantom case. CPU default (``--quick``): 64³ "tiny". On a GPU (``--gpu``, default when CUDA is
-available): 128³ and 256³, with and without bf16 autocast and compile; the target is a 256³ "paper" step at batch 2
-in under 0.5 s on an H100.
+grid) on a phantom case. CPU: 64³ "tiny" and "compact" (notebook 10's network). On a GPU (``--gpu``, default
+when CUDA is available): 128³ and 256³, with and without bf16 autocast and compile; the target is a 256³ "paper"
+step at batch 2 in under 0.5 s on an H100.
 
-    python benchmarks/train_speed.py            # CPU: 64³ tiny (about a minute), or the GPU set on a GPU
+    python benchmarks/train_speed.py            # CPU: 64³ tiny and compact (about a minute), or the GPU set
     python benchmarks/train_speed.py --quick    # fewer steps
+    python benchmarks/train_speed.py --json docs/benchmarks   # also write its record (benchmarks/report.py)
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import platform
 import resource
 import sys
 import time
+from pathlib import Path
 
 import torch
+from report import describe_machine, make_record, table, write_record
 
 from cranialkit.config import device as pick_device
 from cranialkit.config import supports_autocast
@@ -117,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per configuration")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--time-limit", type=float, default=None, help="start no new configuration after this (s)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the result as a benchmark record here (docs/benchmarks/<name>.json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     dev = pick_device(args.device)
@@ -137,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         inference = [(128, "small"), (256, "paper")]
     else:
-        configs = [(64, "tiny", 2, False, False)]
-        inference = [(64, "tiny")]
+        configs = [(64, "tiny", 2, False, False), (64, "compact", 2, False, False)]
+        inference = [(64, "compact")]
     amp_ok = supports_autocast(dev)
     started = time.perf_counter()
     training, skipped = [], []
@@ -162,6 +167,22 @@ def main(argv: list[str] | None = None) -> int:
         "inference": [time_inference(dev, side, size, 2 if args.quick else 3) for side, size in inference],
     }
     print(json.dumps(result, indent=1))
+    if args.json:
+        rows = [[f"{r['resolution']}³", f"{r['size']} ({r['parameters_M']} M)", r["batch"],
+                 "bf16/fp16" if r["amp"] else "fp32", "yes" if r["compile"] else "no", r.get("seconds_per_step"),
+                 r.get("volumes_per_s"), r.get("peak_memory_GiB", r.get("peak_rss_GiB")), r.get("error")]
+                for r in training]
+        inference_rows = [[f"{r['resolution']}³", r["size"], "×".join(map(str, r["case_shape"])),
+                           r["seconds_per_case"]] for r in result["inference"]]
+        name = "train_speed_gpu" if dev.type == "cuda" else "train_speed_cpu"
+        write_record(args.json, make_record(
+            name, f"Reconstruction training step on {'a GPU' if dev.type == 'cuda' else 'the CPU'}",
+            [table(f"Full training steps (forward, soft Dice, backward, Adam) on binary shells, {steps} timed steps",
+                   ["grid", "network (parameters)", "batch", "precision", "compile", "s / step",
+                    "training volumes/s", "peak memory (GiB)", "error"], rows),
+             table("Inference per case (untrained network; grid → network → post-processing → original grid)",
+                   ["grid", "network", "case shape", "s / case"], inference_rows)],
+            threads=torch.get_num_threads(), device=describe_machine(dev), results=result))
     return 0
 
 
