@@ -2,7 +2,7 @@
 
 Taught in notebook 01_data_and_preprocessing (and used for evaluation in notebooks 10–13).
 
-Definitions (``../shared/DESIGN.md`` §1), on the implant (predicted vs true) at the case's grid and spacing:
+Definitions (``docs/DESIGN.md``, "Metrics"), on the implant (predicted vs true) at the case's grid and spacing:
 
 - DSC  = 2|A∩B| / (|A|+|B|).
 - bDSC = DSC of the two implants after removing every voxel farther than ``distance_mm`` (10 mm) from the

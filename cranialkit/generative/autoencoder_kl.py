@@ -17,8 +17,8 @@ of notebook 04: a diffusion U-Net needs a spatial latent grid.
 
 Training it: learning rate 1e-3 (at 3e-3, which suits the VQ-VAE, it often stalls at a blurry optimum with
 reconstruction Dice 0.58 / 0.31 for skull / implant, and the LDM on top then draws one and the same sample) and
-8 latent channels (4 reconstruct as well but leave the diffusion model less room: 90–99 % vs 97–99 % valid
-samples over seeds, docs/BENCHMARKS.md).
+8 latent channels (4 reconstruct as well but leave the diffusion model less room: fewer of its samples are
+valid).
 """
 
 from __future__ import annotations

@@ -11,12 +11,11 @@ a WGAN-GP critic must not use batch statistics, and instance norm is slow on CPU
 The decoder's last level up-samples by trilinear interpolation and then convolves at full resolution (a
 "resize-convolution", Odena et al. 2016): one 3³ convolution with activation, one that writes the logits. A stride-2
 transposed convolution there leaves a checkerboard that no later layer smooths out, and adversarial training
-(Soft-IntroVAE, WGAN-GP) learnt to exploit it — samples made of alternating voxels that passed the first validity
-criteria. With only the logits convolution after the interpolation the VAE's samples were blurrier (69 % valid
-against 84 % with the extra convolution, one seed each; docs/BENCHMARKS.md, session 5).
+(Soft-IntroVAE, WGAN-GP) exploits it — samples made of alternating voxels. With only the logits convolution after
+the interpolation the VAE's samples are blurrier and fewer are valid.
 
-:class:`CapRegion` and :class:`SkullAndCapDecoder` (session 8) let a generator paint the complete skull voxel by
-voxel and the defect as a cone that cuts it — the notebook recipes of all four generators (notebooks 04 and 05).
+:class:`CapRegion` and :class:`SkullAndCapDecoder` let a generator paint the complete skull voxel by voxel and the
+defect as a cone that cuts it — the notebook recipes of all four generators (notebooks 04 and 05).
 """
 
 from __future__ import annotations
@@ -29,8 +28,7 @@ from monai.networks.blocks import Convolution, ResidualUnit
 from torch import nn
 
 # Bump when the layers of these blocks change: checkpoint names hash it (recipes.checkpoint_path), so notebooks
-# retrain instead of loading weights that no longer fit. 2: resize-convolution output (session 5).
-# (Session 8 added CapRegion and SkullAndCapDecoder; models that use them say so in their config: no bump.)
+# retrain instead of loading weights that do not fit. Models with a CapRegion say so in their config ("output").
 NETWORK_VERSION = 2
 BOTTLENECK = 4  # voxels per side at the bottleneck
 # Initial output log-odds per channel: ~5 % of voxels are skull and ~0.7 % implant in the training volumes, so
@@ -169,7 +167,7 @@ class SkullAndCapDecoder(nn.Module):
     A :class:`ConvDecoder` paints the complete skull ``c`` (one channel) and a :class:`CapRegion` the defect region
     ``r``; the pair is ``(c·(1 − r), c·r)``, returned as logits so that the VAE family's losses (BCE and Dice on
     logits) apply unchanged. The implant is then always one patch of the shell: a model cannot blur it away between
-    training cases (notebooks 05–07; docs/BENCHMARKS.md, session 8).
+    training cases (notebooks 04–07).
     """
 
     def __init__(self, resolution: int, latent_dim: int, base_channels: int = 16, max_channels: int = 128):

@@ -12,11 +12,10 @@ SkullBreak layout (``complete_skull/NNN.nrrd``, ``defective_skull/<class>/NNN.nr
 so that the reconstruction trainer reads them like any other dataset.
 
 Overlap: where both channels exceed the threshold, the voxel goes to the channel with the higher probability.
-(The first version kept such voxels as skull — "implant AND NOT skull", the rule of reconstruction, where the
-defective skull is a *given* input. Here both channels are uncertain predictions: a decoder that is not sure where
-the defect is paints the complete skull in channel 0 and a confident implant on top of it, and the old rule
-erased those implants — 58 of 100 VAE samples were rejected as "implant too small" with implant probabilities up
-to 0.99; with this rule the same samples were 100 % valid.) That change left the validity criteria as they were.
+Reconstruction's rule, "implant AND NOT skull", suits a *given* defective skull; here both channels are uncertain
+predictions, and a decoder that is not sure where the defect is paints the complete skull in channel 0 and a
+confident implant on top of it. "AND NOT skull" would erase such implants and reject most of those samples as
+"implant too small"; giving the voxel to the more probable channel keeps them.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Taught in notebook 09_uds_vs_random (random sampling first appears in 04_vae).
 
 Random: ``z ~ N(0, I) · scale``, seeded.
 
-UDS (cranialkit's definition, DESIGN.md §6): take the first ``n`` points ``u_1 … u_n`` of a deterministic
+UDS (cranialkit's definition, docs/DESIGN.md): take the first ``n`` points ``u_1 … u_n`` of a deterministic
 low-discrepancy sequence in the unit cube ``[0, 1)^d`` (``d`` = number of latent values) and map each coordinate
 through the inverse standard-normal CDF: ``z = scale · Φ⁻¹(u)``. The points are therefore *uniform in
 probability* under the N(0, I) prior: every quantile slab of every latent coordinate receives its fair share of

@@ -19,8 +19,8 @@ generated data a high energy, but the reward fades smoothly (no margin to tune).
 (the decoder makes its outputs look real to the encoder; γ_r weights reconstructing them again, 1e-8 in the
 paper, i.e. almost off). The first ``warmup_steps`` are a plain VAE (``E_real`` alone,
 :meth:`~cranialkit.generative.vae.VAEFamily.warmup_step`); from then on both learning rates are multiplied
-by ``adversarial_lr_scale`` (the paper trains at 2e-4; at our warm-up rate of 2e-3 the adversarial phase wrecked
-the model within 150 steps: 83 % → 21 % valid samples, docs/BENCHMARKS.md).
+by ``adversarial_lr_scale`` (the paper trains at 2e-4; at the recipe's warm-up rate of 2e-3 the adversarial phase
+wrecks the model within about 150 steps: most samples become invalid).
 
 The paper's ``scale = 1/V`` is built into our per-voxel-mean ``L_rec``; in these units β_kl = 1e-3 (default; 3e-3 in the
 notebook recipe) matches the VAE's KL weight and β_neg > β_kl (the paper's 256 ≈ 8e-3 here at 32³).

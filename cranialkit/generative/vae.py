@@ -15,17 +15,17 @@ Loss per batch (all terms are means over the batch; V = voxels per channel)::
 
 The BCE is averaged over voxels (not summed as in the textbook ELBO), so β plays the role of 1/V in the textbook
 form times a regularisation strength: β ≈ 1e-3 (the default) keeps reconstructions sharp; the notebook recipe's
-3e-3 keeps the posteriors closer to the prior, so that more random latent points decode into valid cases (85 → 92 %
-in our runs, at the price of samples closer to the training cases; docs/BENCHMARKS.md, session 6). The Dice term
+3e-3 keeps the posteriors closer to the prior, so that more random latent points decode into valid cases, at the
+price of samples closer to the training cases and less varied. The Dice term
 keeps the small implant channel from being ignored (it covers ~1 % of the voxels), and the overlap term (off by
 default; γ_overlap > 0 turns it on) discourages voxels that are both skull and implant — post-processing removes
 such overlap anyway.
 
-``output = "skull_and_cap"`` (the notebook recipes of all three models since session 8) swaps the decoder for
+``output = "skull_and_cap"`` (the notebook recipes of all three models) swaps the decoder for
 :class:`~cranialkit.generative.blocks.SkullAndCapDecoder`: the complete skull voxel by voxel and the defect as a
-cone (apex, axis, half-angle) that cuts it, as the WGAN-GP of notebook 05 does. With the plain decoder 6–17 % of
-random samples decoded into no usable implant — latent points between training cases, where the defect blurs away;
-the cone cannot blur (docs/BENCHMARKS.md, session 8).
+cone (apex, axis, half-angle) that cuts it, as the WGAN-GP of notebook 05 does. With the plain decoder a part of
+the random samples decodes into no usable implant — latent points between training cases whose defects lie in
+different places, where the defect blurs away; the cone cannot blur.
 """
 
 from __future__ import annotations

@@ -23,13 +23,12 @@ pair as ``(c·(1 − r), c·r)`` before the critic sees it. The implant then inh
 the generator only has to place a smooth blob where bone is missing — a far easier target for a GAN than a thin
 shell covering < 1 % of the voxels (with ``"pair"`` almost every sample had too small an implant).
 ``region_smoothing`` k (voxels) makes that blob smooth by construction: the region's logits are averaged over
-k³ blocks and interpolated back (trilinear), so ``r`` lives on an (S/k)³ grid. It is off (k = 1) by default: with
-the resize-convolution decoder k = 4 gave larger, more defect-like patches but fewer valid samples (64 % against
-87 %, one seed each; docs/BENCHMARKS.md, session 5).
+k³ blocks and interpolated back (trilinear), so ``r`` lives on an (S/k)³ grid. It is off (k = 1) by default:
+k = 4 gives larger, more defect-like patches but fewer valid samples.
 
 The voxel region has a flaw that no training length fixes: the critic only sees ``c·r``, so ``r`` gets no gradient
 where there is no bone and stays near 50 % over the whole background; the bone voxels next to it then come out as
-a one-voxel "implant" rim along the skull's surface (35–40 % of the samples, rejected as speckled; session 7).
+a one-voxel "implant" rim along the skull's surface (a third or more of the samples, rejected as speckled).
 ``"skull_and_cap"`` removes the flaw by construction: the region is a
 :class:`~cranialkit.generative.blocks.CapRegion`, a soft cone seen from a point inside the head, whose apex,
 axis and opening the generator predicts from ``z`` — the implant is the patch of the vault inside the cone (the
