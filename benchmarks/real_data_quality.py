@@ -4,7 +4,7 @@ Meant for a GPU: for each fold, trains the U-Net on the phantom training split p
 (mixed by weight, geometric augmentation on the fly), then reconstructs the held-out real case at its original
 geometry (e.g. 512 × 512 × Z SkullFix) and, in the first fold, the phantom test split: DSC, boundary DSC, HD95 (mm).
 
-    python benchmarks/real_data_quality.py --real ../shared/data/skullfix_sample --resolution 128 --size small
+    python benchmarks/real_data_quality.py --real <folder of real SkullFix cases> --resolution 128 --size small
 """
 
 from __future__ import annotations

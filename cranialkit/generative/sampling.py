@@ -32,8 +32,8 @@ Measures (all deterministic):
 - :func:`volume_diversity` — mean pairwise 1 − Dice of the decoded, thresholded volumes (higher = more varied).
 - :func:`nearest_training_dice` — Dice of each sample with its most similar training pair (≈ 1 = a copy).
 - :func:`valid_fraction` — share of samples that post-processing accepts as cases; :func:`valid_fraction_by_seed`
-  repeats it over several random draws, because one draw of 100 is noisy (the same IntroVAE gave 81–91 % over
-  seeds 0–4, a binomial spread of about ± 7 points at 85 %).
+  repeats it over several random draws, because one draw of 100 is noisy (a binomial spread of about ± 7 points
+  at a rate of 85 %).
 - :func:`vault_gap_fraction` — share of directions from the head's centre through the upper head along which no
   bone is met: holes in the shell, which the validity criteria do not check. Compare it with the training pairs'
   own value: at 32³ (6.5 mm voxels) a 4–10 mm vault is one voxel thick and the training shells leak too.
