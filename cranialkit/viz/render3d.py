@@ -49,6 +49,7 @@ CONTEXT_SKULL_COLOR = "#8c8f96"  # grey skull behind an error map
 BACKGROUND = "#1e222a"  # dark slate: ivory and colours stand out, white text is readable
 TEXT_COLOR = "white"
 ERROR_BAR_TITLE = "distance to true implant (mm)"
+ERROR_BAR_SHORT_TITLE = "distance (mm)"  # for windows under 300 pixels, where the long title is wider than the picture
 WIREFRAME_MAX_FACES = 3000  # the true implant's wireframe is decimated to about this many triangles
 
 # Camera directions (from the focal point towards the camera) and view-up vectors, in LPS world coordinates.
@@ -300,6 +301,25 @@ def _add_colour_key(plotter: pv.Plotter, labels: Sequence[tuple[str, str]]) -> N
         plotter.add_text(label, position=(10, 8 + row * line_height), font_size=font_size, color=colour)
 
 
+def _colour_bar_layout(plotter: pv.Plotter) -> dict:
+    """Scalar-bar settings that stay legible at every window size: VTK fits the label and title fonts to the bar,
+    so the bar keeps its proportions; three labels below 360 pixels of width instead of five (five collide there),
+    a short title below 300 pixels, and the bar sits high enough for the title under the labels to stay inside the
+    picture."""
+    width = plotter.window_size[0]
+    return {
+        "title": ERROR_BAR_TITLE if width >= 300 else ERROR_BAR_SHORT_TITLE,
+        "color": TEXT_COLOR,
+        "fmt": "%.1f",
+        "n_labels": 5 if width >= 360 else 3,
+        "vertical": False,
+        "position_x": 0.15,
+        "position_y": 0.04 if plotter.window_size[1] >= 240 else 0.08,
+        "width": 0.7,
+        "height": 0.15,
+    }
+
+
 def _add_title(plotter: pv.Plotter, text: str) -> None:
     """Text in the upper-left corner at a fixed size (a corner annotation would shrink long or multi-line text)."""
     font_size = _font_size(plotter, 11)
@@ -503,20 +523,10 @@ def render_error_map(
         cmap=cmap,
         clim=(0.0, max_distance_mm),
         smooth_shading=True,
-        scalar_bar_args={
-            "title": ERROR_BAR_TITLE,
-            "color": TEXT_COLOR,
-            "fmt": "%.1f",
-            "n_labels": 5,
-            "vertical": False,
-            "position_x": 0.15,
-            "position_y": 0.02,
-            "width": 0.7,
-            "height": 0.14,
-        },
+        scalar_bar_args=(bar := _colour_bar_layout(plotter)),
     )
     # labels and title below the bar: above it VTK draws them on top of each other
-    plotter.scalar_bars[ERROR_BAR_TITLE].SetTextPositionToPrecedeScalarBar()
+    plotter.scalar_bars[bar["title"]].SetTextPositionToPrecedeScalarBar()
     summary = f"mean {distances.mean():.2f} mm, max {distances.max():.2f} mm"
     text = f"{title}\n{summary}" if title else summary
     _add_title(plotter, text)
