@@ -85,7 +85,7 @@ def device_name(text: str) -> str:
 
     problem = device_problem(text)
     if problem:
-        raise argparse.ArgumentTypeError(problem)
+        raise argparse.ArgumentTypeError(f"{text}: {problem}")
     return text
 
 
@@ -108,10 +108,15 @@ def existing_folder(text: str) -> Path:
 
 
 def data_source(text: str) -> str:
-    """``phantom`` or an existing dataset folder."""
+    """``phantom``, an existing dataset folder, or the name of a downloaded dataset (``skullfix``)."""
+    from cranialkit.data.datasets import dataset_folder
+
     if text == "phantom":
         return text
-    return str(existing_folder(text))
+    try:
+        return str(dataset_folder(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def output_file(*suffixes: str) -> Callable[[str], Path]:

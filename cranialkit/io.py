@@ -35,7 +35,7 @@ def _format(path: Path) -> str:
     raise VolumeFileError(f"{path}: unknown volume format (expected .nrrd, .nhdr, .nii or .nii.gz)")
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
+def read_volume(path: str | os.PathLike, contiguous: bool = True) -> Volume:
     """Read a 3D NRRD or NIfTI file into a :class:`Volume` (array in file order, LPS geometry in mm).
 
     Raises :class:`VolumeFileError` naming the file for a missing, truncated or non-3D file, NaNs, and a header
@@ -55,14 +55,16 @@ def read_volume(path: str | os.PathLike) -> Volume:
         raise
     except Exception as exc:  # truncated gzip, bad header, ... : all become one clear error
         raise VolumeFileError(f"{path}: {_unreadable(kind, exc)}") from exc
-    array = np.ascontiguousarray(array)  # pynrrd returns Fortran order; C order makes everything downstream faster
     if array.ndim != 3:
         raise VolumeFileError(f"{path}: expected a 3D volume, got {array.ndim}D with shape {array.shape}; "
                               f"give one 3D mask per file")
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         raise VolumeFileError(f"{path}: contains NaN or infinite values; fix or re-export the file")
     grid = _nrrd_grid(path, header) if kind == "nrrd" else _nifti_grid(path, image)
-    return Volume(array, grid.spacing, grid.origin, grid.direction)
+    if not contiguous:
+        return Volume(array, grid.spacing, grid.origin, grid.direction)
+    # pynrrd returns Fortran order; C order makes everything downstream faster
+    return Volume(np.ascontiguousarray(array), grid.spacing, grid.origin, grid.direction)
 
 
 def read_grid(path: str | os.PathLike) -> Grid:
@@ -223,5 +225,10 @@ def _not_binary(array: np.ndarray, binary: np.ndarray) -> str:
 
 
 def read_mask(path: str | os.PathLike, allow_empty: bool = False) -> Volume:
-    """Read a binary mask (defective skull, implant, complete skull) as a bool :class:`Volume`."""
-    return as_mask(read_volume(path), path, allow_empty=allow_empty)
+    """Read a binary mask (defective skull, implant, complete skull) as a bool :class:`Volume`.
+
+    The file's array is checked and turned into bool in its stored (often Fortran) order and only then made
+    C-contiguous: reordering a 512²×300 int32 array costs seconds, the same bool array a quarter of that.
+    """
+    mask = as_mask(read_volume(path, contiguous=False), path, allow_empty=allow_empty)
+    return mask.with_array(np.ascontiguousarray(mask.array))

@@ -3,7 +3,7 @@
 Taught in notebook 01_data_and_preprocessing.
 
 Networks need every case on the same small grid (64³, 128³, 256³), but metrics are computed on the case's original
-grid (DESIGN.md §1). :func:`to_grid` therefore records everything it did in a :class:`GridTransform`:
+grid (docs/DESIGN.md, "Metrics"). :func:`to_grid` therefore records everything it did in a :class:`GridTransform`:
 
 - the target grid is the original voxel grid *scaled and shifted along its own axes*: grid voxel ``t`` sits at the
   original (continuous) voxel index ``start + t * step``, where ``start`` is a whole voxel index and
@@ -206,7 +206,9 @@ class GridTransform:
         """Bring an array on the small grid (e.g. a predicted implant) back to the original grid.
 
         Nearest neighbour for masks: exact inverse of :meth:`apply` when :attr:`is_exactly_invertible`, the
-        nearest-neighbour upsampling otherwise. Voxels outside the small grid's box are 0.
+        nearest-neighbour upsampling otherwise. Float arrays (probabilities, partial volumes) are interpolated
+        (trilinear, ``order=1``), so that a surface drawn between grid voxels lands between original voxels.
+        Voxels outside the small grid's box (:meth:`original_box`) are 0.
         """
         small = array_small.array if isinstance(array_small, Volume) else np.asarray(array_small)
         if small.shape != tuple(self.shape):
@@ -215,11 +217,58 @@ class GridTransform:
         if order == 0:
             out = _nearest_take(small, [self._original_to_grid_index(a) for a in range(3)])
         else:
-            out = ndimage.affine_transform(
-                small.astype(np.float32), 1.0 / self.step, offset=-self.start / self.step,
-                output_shape=self.original_shape, order=order, mode="constant", cval=0.0,
-            )
+            out = np.zeros(self.original_shape, np.float32)
+            box = self.original_box()
+            if all(b.stop > b.start for b in box):
+                out[box] = self._interpolate_box(small, box, order)
         return self.original_volume(out)
+
+    def original_box(self) -> tuple[slice, slice, slice]:
+        """The original voxels that the grid covers (those whose nearest grid voxel exists), as index slices."""
+        box = []
+        for axis in range(3):
+            inside = np.flatnonzero((self._original_to_grid_index(axis) >= 0)
+                                    & (self._original_to_grid_index(axis) < self.shape[axis]))
+            box.append(slice(int(inside[0]), int(inside[-1]) + 1) if len(inside) else slice(0, 0))
+        return tuple(box)
+
+    def _interpolate_box(self, small: np.ndarray, box: tuple[slice, ...], order: int) -> np.ndarray:
+        """Interpolated grid values at the original voxels of ``box`` (edge values held up to the box's border)."""
+        first = np.array([b.start for b in box], float)
+        return ndimage.affine_transform(
+            small.astype(np.float32), 1.0 / self.step, offset=(first - self.start) / self.step,
+            output_shape=tuple(b.stop - b.start for b in box), order=order, mode="nearest",
+        )
+
+    def fraction(self, volume: Volume | np.ndarray) -> Volume:
+        """The share of each grid voxel that a mask on the original grid covers (float32 in [0, 1]).
+
+        Area-weighted ("partial volume") resampling: grid voxel ``t`` covers the original index interval
+        ``start + t·step ± step/2`` on each axis and gets the mean of the original voxels over it, each weighted by
+        its overlap. Unlike nearest neighbour it keeps where a surface lies *inside* a grid voxel: the true implant
+        taken to a 3 mm grid this way and interpolated back to the original grid keeps a DSC near 0.97 against
+        itself, against 0.90 for nearest neighbour (real SkullFix cases).
+        """
+        array = self._check_original(volume)
+        out = array.astype(np.float32) if array.dtype != np.float32 else array
+        for axis in range(3):
+            out = _box_mean_along(out, axis, self.start[axis] + np.arange(self.shape[axis]) * self.step[axis],
+                                  float(self.step[axis]))
+        return self.grid_volume(np.clip(out, 0.0, 1.0))
+
+    def resample_from(self, array: np.ndarray, source: GridTransform, order: int = 1) -> np.ndarray:
+        """Values of ``array`` (on the grid of ``source``, which shares this transform's original grid) at this
+        grid's voxels: trilinear (``order=1``) by default; 0 outside ``source``'s grid."""
+        if source.original_shape != self.original_shape or not np.allclose(source.original_spacing,
+                                                                           self.original_spacing, atol=1e-6):
+            raise ValueError("resample_from: the two grids do not come from the same original volume")
+        array = np.asarray(array, np.float32)
+        if array.shape != tuple(source.shape):
+            raise ValueError(f"resample_from: array shape {array.shape} differs from the source grid {source.shape}")
+        return ndimage.affine_transform(
+            array, self.step / source.step, offset=(self.start - source.start) / source.step,
+            output_shape=self.shape, order=order, mode="constant", cval=0.0,
+        )
 
     def to_dict(self) -> dict:
         """Plain numbers (JSON / npz / checkpoint friendly)."""
@@ -246,6 +295,35 @@ class GridTransform:
         )
 
 
+def _box_mean_along(array: np.ndarray, axis: int, centres: np.ndarray, width: float) -> np.ndarray:
+    """Mean of ``array`` along ``axis`` over the intervals ``centres ± width/2`` (original voxel ``x`` spans
+    ``x ± 1/2``; outside the array counts as 0): exact, from the running sum, which is piecewise linear."""
+    n = array.shape[axis]
+    lo, hi = centres - width / 2 + 0.5, centres + width / 2 + 0.5  # in running-sum coordinates: voxel x on [x, x+1)
+    first = int(np.clip(np.floor(lo.min()), 0, n))
+    last = int(np.clip(np.ceil(hi.max()), first, n))
+    out_shape = list(array.shape)
+    out_shape[axis] = len(centres)
+    if last == first:  # every interval lies outside the array
+        return np.zeros(out_shape, np.float32)
+    part = np.take(array, np.arange(first, last), axis=axis)  # only the voxels some interval touches
+    zero_shape = list(part.shape)
+    zero_shape[axis] = 1
+    running = np.concatenate([np.zeros(zero_shape, np.float32), np.cumsum(part, axis=axis, dtype=np.float32)],
+                             axis=axis)
+    m = part.shape[axis]
+    shape = [1, 1, 1]
+    shape[axis] = -1
+
+    def running_sum(u: np.ndarray) -> np.ndarray:
+        u = np.clip(u - first, 0, m)
+        k = np.minimum(np.floor(u).astype(np.int64), m - 1)
+        t = (u - k).astype(np.float32).reshape(shape)
+        return np.take(running, k, axis=axis) * (1 - t) + np.take(running, k + 1, axis=axis) * t
+
+    return ((running_sum(hi) - running_sum(lo)) / np.float32(width)).astype(np.float32)
+
+
 def _default_order(array: np.ndarray) -> int:
     return 1 if np.issubdtype(array.dtype, np.floating) else 0
 
@@ -264,9 +342,23 @@ def make_grid_transform(
         raise ValueError(f"reference shape {ref.shape} differs from the volume's {volume.shape}")
     if not ref.any():
         raise ValueError("to_grid: the reference mask is empty, so there is no skull to crop to")
+    lo, hi = bounding_box(ref)
+    return box_grid_transform(volume, lo, hi, shape, margin_mm, spacing_mm)
+
+
+def box_grid_transform(
+    volume: Volume,
+    lo: Sequence[int],
+    hi: Sequence[int],
+    shape: Sequence[int] | None = None,
+    margin_mm: float = DEFAULT_MARGIN_MM,
+    spacing_mm: float | Sequence[float] | None = None,
+) -> GridTransform:
+    """The :class:`GridTransform` of a grid centred on the original voxel box ``lo … hi`` (inclusive indices)
+    plus ``margin_mm``; ``shape`` and ``spacing_mm`` as in :func:`to_grid`. Only ``volume``'s geometry is used."""
     if margin_mm < 0:
         raise ValueError(f"margin_mm must be ≥ 0, got {margin_mm}")
-    lo, hi = bounding_box(ref)
+    lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
     # One extra original voxel: `start` is rounded to a whole voxel, which shifts the box by up to half a voxel.
     extent_mm = (hi - lo + 2) * volume.spacing + 2 * margin_mm
     if spacing_mm is None:

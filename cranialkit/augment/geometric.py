@@ -5,7 +5,9 @@ Taught in notebook 02_geometric_augmentation.
 Each transform is a small class with one job and a probability ``prob`` (TorchIO/MONAI style). A transform takes a
 dict (keys ``"defective"``, ``"implant"`` and optionally ``"complete"``; other keys pass through unchanged) and
 returns a new dict in which every mask got *the same* spatial change, so that the implant still fits the defect.
-Masks are resampled with nearest-neighbour interpolation and stay binary.
+Masks are resampled with nearest-neighbour interpolation and stay binary. With ``soft=True`` (flips, affine, crops)
+the values are fractions, e.g. the partial volumes of the fine stage (notebook 11): they are resampled trilinearly
+and not thresholded.
 
 Values may be
 
@@ -42,12 +44,15 @@ PRESETS = ("none", "mild", "extreme")
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _to_batch(value: Any, key: str) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
-    """A float batch ``(N, C, D, H, W)`` and a function that turns a transformed batch back into ``value``'s form."""
+def _to_batch(value: Any, key: str, soft: bool = False) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
+    """A float batch ``(N, C, D, H, W)`` and a function that turns a transformed batch back into ``value``'s form
+    (thresholded at 0.5 for masks; kept as fractions with ``soft``)."""
     if isinstance(value, np.ndarray):
         if value.ndim != 3:
             raise ValueError(f"augment: '{key}' must be a 3D array (D, H, W), got shape {value.shape}")
         batch = torch.from_numpy(np.ascontiguousarray(value)).float()[None, None]
+        if soft:
+            return batch, lambda out: out[0, 0].numpy().astype(value.dtype, copy=False)
         return batch, lambda out: (out[0, 0] > 0.5).numpy()
     if isinstance(value, torch.Tensor):
         if value.ndim not in (3, 4, 5):
@@ -59,6 +64,8 @@ def _to_batch(value: Any, key: str) -> tuple[torch.Tensor, Callable[[torch.Tenso
         dtype = value.dtype
 
         def restore(out: torch.Tensor) -> torch.Tensor:
+            if soft:
+                return out.reshape(value.shape).to(dtype)
             out = out.reshape(value.shape) > 0.5
             return out if dtype == torch.bool else out.to(dtype)
 
@@ -83,17 +90,19 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator | None)
 
 
 class RandomTransform:
-    """Base class: applies :meth:`apply` to every case of the batch with probability ``prob`` (0–1)."""
+    """Base class: applies :meth:`apply` to every case of the batch with probability ``prob`` (0–1); ``soft``
+    values are fractions (trilinear, not thresholded) instead of masks."""
 
-    def __init__(self, prob: float = 0.5, keys: Sequence[str] = MASK_KEYS):
+    def __init__(self, prob: float = 0.5, keys: Sequence[str] = MASK_KEYS, soft: bool = False):
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"{type(self).__name__}: prob must be in [0, 1], got {prob}")
         self.prob = float(prob)
         self.keys = tuple(keys)
+        self.soft = bool(soft)
 
     def __call__(self, sample: dict, generator: torch.Generator | None = None) -> dict:
         keys = _mask_items(sample, self.keys)
-        converted = {k: _to_batch(sample[k], k) for k in keys}
+        converted = {k: _to_batch(sample[k], k, self.soft) for k in keys}
         shapes = {k: tuple(b.shape[i] for i in (0, 2, 3, 4)) for k, (b, _) in converted.items()}
         if len(set(shapes.values())) != 1:
             raise ValueError(f"{type(self).__name__}: masks differ in batch size or shape: {shapes}")
@@ -129,15 +138,16 @@ class RandomFlip(RandomTransform):
     axes give implausible but still useful training shapes (the paper flips along all axes).
     """
 
-    def __init__(self, prob: float = 0.5, axes: Sequence[int] = (0, 1, 2), keys: Sequence[str] = MASK_KEYS):
-        super().__init__(prob, keys)
+    def __init__(self, prob: float = 0.5, axes: Sequence[int] = (0, 1, 2), keys: Sequence[str] = MASK_KEYS,
+                 soft: bool = False):
+        super().__init__(prob, keys, soft)
         if not axes or any(a not in (0, 1, 2) for a in axes):
             raise ValueError(f"RandomFlip: axes must be a non-empty subset of (0, 1, 2), got {axes}")
         self.axes = tuple(axes)
 
     def __call__(self, sample: dict, generator: torch.Generator | None = None) -> dict:
         keys = _mask_items(sample, self.keys)
-        converted = {k: _to_batch(sample[k], k) for k in keys}
+        converted = {k: _to_batch(sample[k], k, self.soft) for k in keys}
         n = next(iter(converted.values()))[0].shape[0]
         flips = torch.rand(n, len(self.axes), generator=generator) < self.prob
         out = dict(sample)
@@ -162,10 +172,12 @@ def _rotation_matrix(angles: torch.Tensor) -> torch.Tensor:
 
 
 def _resample(
-    batches: dict[str, torch.Tensor], forward: torch.Tensor, shift_vox: torch.Tensor, active: torch.Tensor
+    batches: dict[str, torch.Tensor], forward: torch.Tensor, shift_vox: torch.Tensor, active: torch.Tensor,
+    soft: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Resample float batches with nearest neighbour, all with one sampling grid: output voxel ``y`` takes the input
-    at ``x`` where ``y - c = forward @ (x - c) + shift_vox`` (``c`` = grid centre, voxel units, axis order D, H, W).
+    """Resample float batches with nearest neighbour (trilinear when ``soft``), all with one sampling grid: output
+    voxel ``y`` takes the input at ``x`` where ``y - c = forward @ (x - c) + shift_vox`` (``c`` = grid centre, voxel
+    units, axis order D, H, W).
 
     Cases where ``active`` is False are returned unchanged.
     """
@@ -186,7 +198,8 @@ def _resample(
     theta[:, :, 3] = offset_dhw[:, order]
     theta = theta.float().to(batch.device)
     grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
-    moved = F.grid_sample(batch, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    moved = F.grid_sample(batch, grid, mode="bilinear" if soft else "nearest", padding_mode="zeros",
+                          align_corners=False)
     keep = active.to(batch.device).view(n, 1, 1, 1, 1)
     moved = torch.where(keep, moved, batch)
     return dict(zip(keys, torch.split(moved, channels, dim=1)))
@@ -207,8 +220,9 @@ class RandomAffine(RandomTransform):
         scale: tuple[float, float] = (0.9, 1.1),
         translation: float = 0.03,
         keys: Sequence[str] = MASK_KEYS,
+        soft: bool = False,
     ):
-        super().__init__(prob, keys)
+        super().__init__(prob, keys, soft)
         rotation = np.broadcast_to(np.asarray(rotation_deg, dtype=float), (3,))
         if np.any(rotation < 0) or np.any(rotation > 180):
             raise ValueError(f"RandomAffine: rotation_deg must be in [0, 180], got {rotation_deg}")
@@ -235,7 +249,7 @@ class RandomAffine(RandomTransform):
         forward = self.matrices(params)
         size = torch.tensor(next(iter(batches.values())).shape[2:], dtype=torch.float64)
         shift_vox = params["shift"] * size
-        return _resample(batches, forward, shift_vox, active)
+        return _resample(batches, forward, shift_vox, active, self.soft)
 
 
 class RandomCrop(RandomTransform):
@@ -245,8 +259,9 @@ class RandomCrop(RandomTransform):
     enlarged by 1/f. The box lies inside the grid.
     """
 
-    def __init__(self, prob: float = 0.5, min_fraction: float = 0.75, keys: Sequence[str] = MASK_KEYS):
-        super().__init__(prob, keys)
+    def __init__(self, prob: float = 0.5, min_fraction: float = 0.75, keys: Sequence[str] = MASK_KEYS,
+                 soft: bool = False):
+        super().__init__(prob, keys, soft)
         if not 0 < min_fraction <= 1:
             raise ValueError(f"RandomCrop: min_fraction must be in (0, 1], got {min_fraction}")
         self.min_fraction = float(min_fraction)
@@ -262,7 +277,7 @@ class RandomCrop(RandomTransform):
         box_centre = (params["position"] - 0.5) * (1 - fraction) * size  # voxels from the grid centre
         forward = torch.diag_embed((1 / fraction).expand(-1, 3))
         shift_vox = -box_centre / fraction
-        return _resample(batches, forward, shift_vox, active)
+        return _resample(batches, forward, shift_vox, active, self.soft)
 
 
 def _cross_kernel(device: torch.device) -> torch.Tensor:

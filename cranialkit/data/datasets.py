@@ -370,16 +370,34 @@ def check_case_headers(case: Case) -> None:
                             f"{case.defective_path}; an implant fills the defect only — check the files")
 
 
+def dataset_folder(name_or_path: str | os.PathLike) -> Path:
+    """The folder of a dataset given by name or path: a folder that exists, or the name of a dataset that
+    ``cranialkit download`` fetched into the data directory (``"skullfix"`` → ``data_dir()/skullfix``)."""
+    from cranialkit.data.download import RECORD_NAME, SOURCES
+
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    name = str(name_or_path)
+    if name in SOURCES:
+        downloaded = data_dir() / name
+        if (downloaded / RECORD_NAME).is_file():
+            return downloaded
+        raise DatasetLayoutError(f"{name}: not downloaded yet (no {downloaded / RECORD_NAME}); run "
+                                 f"`cranialkit download {name}` first, or give the dataset's folder")
+    raise DatasetLayoutError(f"{path}: no such dataset folder (and not a dataset name: {', '.join(sorted(SOURCES))})")
+
+
 def load_dataset(root: str | os.PathLike, layout: str = "auto", check_headers: bool = True) -> Dataset:
-    """Load a dataset folder of any supported layout into a :class:`Dataset`.
+    """Load a dataset of any supported layout, given by folder or by the name of a downloaded dataset
+    (:func:`dataset_folder`), into a :class:`Dataset`.
 
     ``layout="auto"`` detects it from the folders. An unknown or incomplete layout raises
     :class:`DatasetLayoutError` saying what is missing; with ``check_headers`` the NRRD/NIfTI headers of every case
-    are compared (shape, spacing) so that a mismatched pair fails here, naming both files, not deep in training.
+    are compared (:func:`check_case_headers`: shape, spacing, origin, direction; an implant that is a copy of its
+    skull) so that a mismatched case fails here, naming both files, not deep in training or evaluation.
     """
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise DatasetLayoutError(f"{root}: no such dataset folder")
+    root = dataset_folder(root)
     if layout == "auto":
         layout = detect_layout(root)
     if layout not in LAYOUTS:

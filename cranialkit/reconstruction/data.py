@@ -188,7 +188,8 @@ def load_splits(
     data: str = "phantom", n_subjects: int = 20, resolution: int = 64, data_seed: int = 0, split_seed: int = 0
 ) -> dict:
     """The train/val/test split (by subject) of the phantom dataset (``data="phantom"``: ``n_subjects`` phantoms
-    at ``resolution``³, made once under the data dir) or of the dataset folder ``data`` (any supported layout)."""
+    at ``resolution``³, made once under the data dir) or of the dataset ``data``: a folder of any supported layout,
+    or the name of a downloaded dataset (``"skullfix"``)."""
     from cranialkit.data.datasets import Dataset, load_dataset, phantom_dataset
 
     if data == "phantom":

@@ -1,19 +1,23 @@
 """Inference: from a defective skull at any geometry to an implant on the same grid.
 
-Taught in notebook 10_unet_training.
+Taught in notebooks 10_unet_training (one stage) and 11_two_stage_reconstruction (coarse → fine).
 
-The steps: crop/pad/resample the defective skull to the network grid (``cranialkit.preprocessing.to_grid``), run
-the network (by default on the case and on its left–right mirror, averaging the two sigmoids: test-time
+The coarse stage: crop/pad/resample the defective skull to the network grid (``cranialkit.preprocessing.to_grid``),
+run the network (by default on the case and on its left–right mirror, averaging the two sigmoids: test-time
 augmentation), threshold the sigmoid at 0.5, keep what is not already skull (implant = prediction AND NOT defective),
-clean it (``preprocessing.postprocess_implant``: closing, largest component) and map it back to the original grid
-with the recorded transform (nearest neighbour).
+clean it (``preprocessing.postprocess_implant``: closing, largest component). Alone, it maps that implant back to
+the original grid with the recorded transform (nearest neighbour). With a fine stage
+(:class:`~cranialkit.reconstruction.fine.FineStage`), the coarse implant and its probability place a crop in the
+original volume and the fine network draws the implant there at about 1 mm.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,8 +25,12 @@ import torch
 from cranialkit.config import device as pick_device
 from cranialkit.config import supports_autocast
 from cranialkit.jobs import load_weights
-from cranialkit.reconstruction.network import ModelConfig, build_network
+from cranialkit.preprocessing import GridTransform
+from cranialkit.reconstruction.network import ModelConfig
 from cranialkit.volume import Volume
+
+if TYPE_CHECKING:
+    from cranialkit.reconstruction.fine import FineStage
 
 
 def autocast_context(dev: torch.device, amp: bool):
@@ -34,6 +42,38 @@ def autocast_context(dev: torch.device, amp: bool):
 
 
 @torch.no_grad()
+def predict_probabilities(
+    model: torch.nn.Module,
+    defective: np.ndarray,
+    device: torch.device | str = "cpu",
+    batch_size: int = 2,
+    amp: bool = True,
+    flip_axes: tuple[int, ...] = (),
+) -> np.ndarray:
+    """The network's sigmoid ``(N, D, H, W)`` float32 for defective skulls ``(N, D, H, W)`` on the network grid,
+    averaged with its outputs for the input mirrored along each of ``flip_axes`` (array axes of one volume, e.g.
+    ``(0,)``; each mirrored prediction is mirrored back)."""
+    if any(a not in (0, 1, 2) for a in flip_axes):
+        raise ValueError(f"predict_implants: flip_axes must be volume axes 0, 1 or 2, got {flip_axes}")
+    defective = np.asarray(defective, dtype=bool)
+    if defective.ndim != 4:
+        raise ValueError(f"predict_implants: defective must be (N, D, H, W), got shape {defective.shape}")
+    dev = torch.device(device)
+    was_training = model.training
+    model.eval()
+    out = np.zeros(defective.shape, np.float32)
+    for start in range(0, len(defective), batch_size):
+        chunk = torch.from_numpy(defective[start : start + batch_size]).to(dev).float()[:, None]
+        with autocast_context(dev, amp):
+            prob = torch.sigmoid(model(chunk).float())
+            for axis in flip_axes:  # (N, 1, D, H, W): volume axis a is tensor dim a + 2
+                mirrored = torch.flip(chunk, (axis + 2,))
+                prob = prob + torch.flip(torch.sigmoid(model(mirrored).float()), (axis + 2,))
+        out[start : start + batch_size] = (prob / (1 + len(flip_axes)))[:, 0].float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
 def predict_implants(
     model: torch.nn.Module,
     defective: np.ndarray,
@@ -51,49 +91,45 @@ def predict_implants(
     ``flip_axes`` (array axes of one volume, e.g. ``(0,)``; each mirrored prediction is mirrored back), a cheap
     test-time augmentation that smooths the network's one-voxel hesitations. No post-processing.
     """
-    if any(a not in (0, 1, 2) for a in flip_axes):
-        raise ValueError(f"predict_implants: flip_axes must be volume axes 0, 1 or 2, got {flip_axes}")
-    defective = np.asarray(defective, dtype=bool)
-    if defective.ndim != 4:
-        raise ValueError(f"predict_implants: defective must be (N, D, H, W), got shape {defective.shape}")
-    dev = torch.device(device)
-    was_training = model.training
-    model.eval()
-    out = np.zeros_like(defective)
-    for start in range(0, len(defective), batch_size):
-        chunk = torch.from_numpy(defective[start : start + batch_size]).to(dev).float()[:, None]
-        with autocast_context(dev, amp):
-            prob = torch.sigmoid(model(chunk).float())
-            for axis in flip_axes:  # (N, 1, D, H, W): volume axis a is tensor dim a + 2
-                mirrored = torch.flip(chunk, (axis + 2,))
-                prob = prob + torch.flip(torch.sigmoid(model(mirrored).float()), (axis + 2,))
-        pred = (prob / (1 + len(flip_axes)) > threshold)[:, 0].cpu().numpy()
-        out[start : start + batch_size] = pred & ~defective[start : start + batch_size]
-    model.train(was_training)
-    return out
+    prob = predict_probabilities(model, defective, device, batch_size, amp, flip_axes)
+    return (prob > threshold) & ~np.asarray(defective, dtype=bool)
 
 
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, ModelConfig]:
-    """The network stored in a trainer checkpoint (``best.pt`` / ``last.pt``) and its :class:`ModelConfig`."""
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu", with_state: bool = False):
+    """The network stored in a trainer checkpoint (``best.pt`` / ``last.pt``) and its :class:`ModelConfig`
+    (and, ``with_state``, the whole checkpoint dict as a third value)."""
     from cranialkit.checkpoints import read_checkpoint
 
     path = Path(path)
     state = read_checkpoint(path, "reconstruction")
     config = ModelConfig.from_dict(state["model_config"])
-    model = build_network(config.size)
+    model = config.build()
     load_weights(model, state["model"], path)
-    return model.to(device).eval(), config
+    model = model.to(device).eval()
+    return (model, config, state) if with_state else (model, config)
+
+
+@dataclass
+class CoarseOutput:
+    """What the coarse stage makes of one defective skull, on its grid: the transform back to the original grid,
+    the implant probability (float32) and the post-processed implant (bool)."""
+
+    transform: GridTransform
+    defective: np.ndarray
+    probability: np.ndarray
+    implant: np.ndarray
 
 
 class Reconstructor:
-    """A trained network ready to reconstruct cases at their original geometry.
+    """Trained network(s) ready to reconstruct cases at their original geometry.
 
     ``reconstruct(defective)`` takes a defective skull :class:`Volume` (any shape, spacing, direction) and returns
     the implant as a bool :class:`Volume` on the same grid. ``closing_radius`` (grid voxels) and ``threshold`` (on
-    the sigmoid) tune the post-processing; ``postprocess=False`` keeps the raw thresholded prediction.
+    the sigmoid) tune the coarse post-processing; ``postprocess=False`` keeps the raw thresholded prediction.
     ``flip_axes`` (default ``(0,)``, the left–right axis of the phantoms and of axis-aligned CT, which the training
-    augmentation also flips) averages the prediction with the mirrored case's; ``()`` turns it off. On the
-    notebook-10 phantoms it added 0.002–0.014 test DSC in 24 runs (docs/BENCHMARKS.md).
+    augmentation also flips) averages the prediction with the mirrored case's, in both stages; ``()`` turns it off.
+    ``fine``: a :class:`~cranialkit.reconstruction.fine.FineStage` that redraws the implant at fine resolution in a
+    crop placed by this (coarse) network; without it the coarse implant is the result.
     """
 
     def __init__(
@@ -106,6 +142,7 @@ class Reconstructor:
         closing_radius: int = 2,
         threshold: float = 0.5,
         flip_axes: tuple[int, ...] = (0,),
+        fine: FineStage | None = None,
     ):
         self.device = pick_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).eval()
@@ -115,35 +152,58 @@ class Reconstructor:
         self.closing_radius = int(closing_radius)
         self.threshold = float(threshold)
         self.flip_axes = tuple(int(a) for a in flip_axes)
+        self.fine = fine
+        if fine is not None:
+            from cranialkit.reconstruction.fine import check_stages_fit
+
+            check_stages_fit(config, fine.model_config, fine.config)
+            fine.model.to(self.device)
+            fine.device, fine.amp, fine.flip_axes = self.device, amp, self.flip_axes
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", **kwargs) -> Reconstructor:
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto",
+                        fine_checkpoint: str | os.PathLike | None = None, **kwargs) -> Reconstructor:
+        """A reconstructor from a coarse-stage checkpoint and, optionally, a fine-stage one (the pair must fit)."""
+        from cranialkit.reconstruction.fine import FineStage
+
         dev = pick_device(device)
-        model, config = load_checkpoint(path, dev)
-        return cls(model, config, dev, **kwargs)
+        model, config, state = load_checkpoint(path, dev, with_state=True)
+        if "fine_config" in state:
+            raise ValueError(f"{path}: a fine-stage checkpoint; give the coarse stage's checkpoint first (and this "
+                             "one as the fine stage)")
+        fine = FineStage.from_checkpoint(fine_checkpoint, dev) if fine_checkpoint is not None else None
+        try:
+            return cls(model, config, dev, fine=fine, **kwargs)
+        except ValueError as exc:
+            raise ValueError(f"{path} and {fine_checkpoint}: the two stages do not fit together: {exc}") from exc
 
-    def predict_grid(self, defective_grid: np.ndarray) -> np.ndarray:
-        """The implant for one defective skull already on the network grid (bool ``(D, H, W)``), post-processed."""
-        from cranialkit.preprocessing import postprocess_implant
+    @property
+    def stages(self) -> str:
+        """ "coarse" or "coarse + fine". """
+        return "coarse" if self.fine is None else "coarse + fine"
 
-        if tuple(defective_grid.shape) != self.config.shape:
-            raise ValueError(f"grid shape {defective_grid.shape} differs from the network's {self.config.shape}")
-        implant = predict_implants(
-            self.model, defective_grid[None], self.config.target, self.device, 1, self.amp, self.threshold,
-            self.flip_axes,
-        )[0]
+    def coarse_stage(self, defective: Volume) -> CoarseOutput:
+        """The coarse network's implant probability and post-processed implant on its grid."""
+        from cranialkit.io import as_mask
+        from cranialkit.preprocessing import postprocess_implant, to_grid
+
+        defective = as_mask(defective, "defective skull")
+        small, transform = to_grid(defective, shape=self.config.shape)
+        grid = np.asarray(small.array, bool)
+        prob = predict_probabilities(self.model, grid[None], self.device, 1, self.amp, self.flip_axes)[0]
+        prob = prob * ~grid  # the implant's probability (a "complete" network's output minus the skull)
+        implant = prob > self.threshold
         if self.postprocess and implant.any():
-            implant = postprocess_implant(implant, defective_grid, closing_radius=self.closing_radius)
-        return implant
+            implant = postprocess_implant(implant, grid, closing_radius=self.closing_radius)
+        return CoarseOutput(transform, grid, prob, implant)
 
     def reconstruct(self, defective: Volume) -> Volume:
         """The implant for a defective skull at its original geometry (bool Volume on the same grid)."""
         from cranialkit.io import as_mask
-        from cranialkit.preprocessing import to_grid
 
         defective = as_mask(defective, "defective skull")
-        small, transform = to_grid(defective, shape=self.config.shape)
-        implant = self.predict_grid(np.asarray(small.array, bool))
-        restored = transform.to_original(implant)
-        array = np.asarray(restored.array, bool) & ~defective.array
-        return defective.with_array(array)
+        coarse = self.coarse_stage(defective)
+        if self.fine is not None:
+            return self.fine.reconstruct(defective, coarse.probability, coarse.transform, coarse.implant)
+        restored = coarse.transform.to_original(coarse.implant)
+        return defective.with_array(np.asarray(restored.array, bool) & ~defective.array)

@@ -2,9 +2,10 @@
 
 Taught in notebook 10_unet_training.
 
-Input: the defective skull, one channel ``(N, 1, D, H, W)`` in {0, 1}. Output: one channel of logits for the
-implant (default) or for the complete skull; ``sigmoid(logits) > 0.5`` is the predicted mask. Every level halves
-the grid (stride 2) and holds ``num_res_units`` residual units, so the grid side must be divisible by
+Input: the defective skull, one channel ``(N, 1, D, H, W)`` in {0, 1} (the fine stage of
+``cranialkit.reconstruction.fine`` adds a second channel, the coarse implant probability). Output: one channel of
+logits for the implant (default) or for the complete skull; ``sigmoid(logits) > 0.5`` is the predicted mask. Every
+level halves the grid (stride 2) and holds ``num_res_units`` residual units, so the grid side must be divisible by
 ``2 ** (levels - 1)`` (8 for "tiny", 16 for "compact", "small" and "paper").
 """
 
@@ -31,11 +32,13 @@ MODEL_SIZES: dict[str, dict] = {
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """What is needed to rebuild a trained network: size name, target ("implant" | "complete"), grid shape."""
+    """What is needed to rebuild a trained network: size name, target ("implant" | "complete"), grid shape (the
+    training grid, or the training patch of the fine stage), number of input channels."""
 
     size: str = "tiny"
     target: str = "implant"
     shape: tuple[int, int, int] = (64, 64, 64)
+    in_channels: int = 1
 
     def __post_init__(self) -> None:
         if self.size not in MODEL_SIZES:
@@ -46,6 +49,9 @@ class ModelConfig:
         if len(shape) != 3:
             raise ValueError(f"shape must have 3 sides (D, H, W), got {self.shape}")
         object.__setattr__(self, "shape", shape)
+        if int(self.in_channels) < 1:
+            raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
+        object.__setattr__(self, "in_channels", int(self.in_channels))
         factor = 2 ** (len(MODEL_SIZES[self.size]["channels"]) - 1)
         if any(s % factor for s in shape):
             raise ValueError(f"grid shape {shape} must be divisible by {factor} for model size {self.size!r}")
@@ -58,11 +64,16 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        return cls(size=data["size"], target=data["target"], shape=tuple(data["shape"]))
+        return cls(size=data["size"], target=data["target"], shape=tuple(data["shape"]),
+                   in_channels=int(data.get("in_channels", 1)))
+
+    def build(self) -> torch.nn.Module:
+        """A new (untrained) network of this configuration."""
+        return build_network(self.size, self.in_channels)
 
 
-def build_network(size: str = "tiny") -> torch.nn.Module:
-    """A residual U-Net of the named size (a key of ``MODEL_SIZES``): 1 input channel, 1 output channel (logits).
+def build_network(size: str = "tiny", in_channels: int = 1) -> torch.nn.Module:
+    """A residual U-Net of the named size (a key of ``MODEL_SIZES``): ``in_channels`` inputs, 1 output (logits).
 
     MONAI's ``UNet`` with residual units, except the last layer: MONAI ends with a transposed convolution to one
     channel followed by instance norm, PReLU and a one-channel residual unit at full resolution. We keep only the
@@ -76,7 +87,7 @@ def build_network(size: str = "tiny") -> torch.nn.Module:
     channels = spec["channels"]
     net = UNet(
         spatial_dims=3,
-        in_channels=1,
+        in_channels=in_channels,
         out_channels=1,
         channels=channels,
         strides=(2,) * (len(channels) - 1),

@@ -1,15 +1,18 @@
-"""Training loop for the reconstruction network: seeded, resumable, mixed precision and DDP where available.
+"""Training loop for the reconstruction networks: seeded, resumable, mixed precision and DDP where available.
 
-Taught in notebook 10_unet_training.
+Taught in notebooks 10_unet_training and 11_two_stage_reconstruction.
 
-One step = one batch from :class:`~cranialkit.reconstruction.data.MixedBatches` (a pure function of seed and step),
-soft Dice loss, Adam with cosine learning-rate decay. Every ``val_every`` steps the network is validated on held-out
-cases on the training grid (implant DSC, boundary DSC, HD95 in mm with ``cranialkit.metrics``); the best validation
-DSC is kept as ``best.pt`` and the latest state as ``last.pt`` in ``run_dir`` (written atomically). A run started
-again with the same ``run_dir`` resumes from ``last.pt`` (``torch.load(..., weights_only=True)``) and ends in
-exactly the state an uninterrupted run would have reached: model, optimizer, scheduler and scaler are restored and
-the batches depend only on the step (bit for bit on a CPU; on a GPU up to cuDNN's non-deterministic kernels).
-Under DDP the logged training loss is rank 0's share of the batch.
+One step = one batch from :class:`~cranialkit.reconstruction.data.MixedBatches` (a pure function of seed and step;
+the fine stage's patches, :class:`~cranialkit.reconstruction.fine.FineBatches`, work the same way), soft Dice loss
+(or Dice + cross-entropy, ``TrainConfig.loss``), Adam with cosine learning-rate decay. Every ``val_every`` steps
+the network is validated on held-out cases on the training grid (implant DSC, boundary DSC, HD95 in mm with
+``cranialkit.metrics``; any object with a ``score(model, device, amp) -> dict`` method, such as the fine stage's
+validation, stands in for them); the best validation DSC is kept as ``best.pt`` and the latest state as
+``last.pt`` in ``run_dir`` (written atomically). A run started again with the same ``run_dir`` resumes from
+``last.pt`` (``torch.load(..., weights_only=True)``) and ends in exactly the state an uninterrupted run would have
+reached: model, optimizer, scheduler and scaler are restored and the batches depend only on the step (bit for bit
+on a CPU; on a GPU up to cuDNN's non-deterministic kernels). Under DDP the logged training loss is rank 0's share
+of the batch.
 
 On CUDA the loop uses autocast (bf16, else fp16 with a ``GradScaler``) and ``torch.compile``; on CPU neither.
 """
@@ -32,8 +35,8 @@ from cranialkit.jobs import atomic_torch_save, atomic_write_text, load_weights
 from cranialkit.reconstruction import distributed
 from cranialkit.reconstruction.data import MixedBatches, TrainingSource, make_loader
 from cranialkit.reconstruction.inference import autocast_context, predict_implants
-from cranialkit.reconstruction.losses import soft_dice_loss
-from cranialkit.reconstruction.network import ModelConfig, build_network
+from cranialkit.reconstruction.losses import LOSSES
+from cranialkit.reconstruction.network import ModelConfig
 
 CHECKPOINT_VERSION = 1
 
@@ -57,6 +60,7 @@ class TrainConfig:
     val_batch_size: int = 2
     progress: bool = True
     time_limit_s: float | None = None  # stop (and save) early when the wall time of this call exceeds it
+    loss: str = "dice"  # "dice" (binary targets) or "dice+bce" (targets that are fractions, the fine stage)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "val_every"):
@@ -64,6 +68,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"TrainConfig.loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
         if self.compile not in ("auto", "on", "off"):
             raise ValueError(f"TrainConfig.compile must be 'auto', 'on' or 'off', got {self.compile!r}")
 
@@ -113,8 +119,10 @@ def validate(
     return {key: float(np.mean([r[key] for r in rows])) for key in ("dsc", "bdsc", "hd95")}
 
 
-def _checkpoint(model, optimizer, scheduler, scaler, step, history, best, model_config, train_config) -> dict:
+def _checkpoint(model, optimizer, scheduler, scaler, step, history, best, model_config, train_config,
+                extra_state=None) -> dict:
     return {
+        **(extra_state or {}),
         "version": CHECKPOINT_VERSION,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -145,28 +153,36 @@ def load_training_state(path: str | Path) -> dict:
 def train(
     model_config: ModelConfig,
     train_config: TrainConfig,
-    sources: list[TrainingSource],
+    sources: list[TrainingSource] | MixedBatches,
     val=None,
     run_dir: str | Path | None = None,
     resume: bool = True,
     stop_after: int | None = None,
+    extra_state: dict | None = None,
 ) -> TrainResult:
-    """Train a residual U-Net on ``sources`` (mixed by weight), validating on ``val`` (``CaseArrays`` or None).
+    """Train a residual U-Net on ``sources`` (mixed by weight), validating on ``val`` (``CaseArrays``, an object
+    with a ``score(model, device, amp)`` method, or None).
 
-    ``run_dir`` holds ``last.pt``, ``best.pt`` and ``history.json``; with ``resume`` an existing ``last.pt`` is
-    continued. ``stop_after`` ends this call after that many total steps (saving ``last.pt``), as an interruption
-    would; call again to resume. Returns a :class:`TrainResult`.
+    ``sources`` may also be a ready batch maker (an object with ``batch(step, device, rank, world)``, ``shape``
+    and ``target_name``, e.g. the fine stage's patches). ``run_dir`` holds ``last.pt``, ``best.pt`` and
+    ``history.json``; with ``resume`` an existing ``last.pt`` is continued. ``stop_after`` ends this call after
+    that many total steps (saving ``last.pt``), as an interruption would; call again to resume. ``extra_state``
+    (plain values) is stored in every checkpoint, e.g. the fine stage's settings. Returns a :class:`TrainResult`.
     """
     dist_info = distributed.current()
     dev = distributed.device_for(dist_info, pick_device(train_config.device))
-    batches = MixedBatches(sources, train_config.batch_size, train_config.seed)
+    if hasattr(sources, "batch"):
+        batches = sources
+    else:
+        batches = MixedBatches(sources, train_config.batch_size, train_config.seed)
     if batches.shape != model_config.shape:
         raise ValueError(f"training cases are on grid {batches.shape}, the model expects {model_config.shape}")
     if batches.target_name != model_config.target:
         raise ValueError(
             f"training sources give {batches.target_name!r} targets, the model predicts {model_config.target!r}"
         )
-    if val is not None and tuple(np.asarray(val.defective).shape[1:]) != model_config.shape:
+    on_grid = val is not None and not hasattr(val, "score")
+    if on_grid and tuple(np.asarray(val.defective).shape[1:]) != model_config.shape:
         raise ValueError(
             f"validation cases are on grid {np.asarray(val.defective).shape[1:]}, expected {model_config.shape}"
         )
@@ -174,7 +190,7 @@ def train(
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest convolutions
     seed_everything(train_config.seed)
-    model = build_network(model_config.size).to(dev)
+    model = model_config.build().to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
     total = train_config.steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -207,6 +223,7 @@ def train(
     if train_config.compile == "on" or (train_config.compile == "auto" and dev.type == "cuda"):
         net = torch.compile(net)
 
+    loss_function = LOSSES[train_config.loss]
     checkpoint_every = train_config.checkpoint_every or train_config.val_every
     end = min(total, stop_after) if stop_after is not None else total
     if train_config.num_workers > 0:
@@ -225,7 +242,7 @@ def train(
     for s, defective, target in batch_iter:
         with autocast_context(dev, amp):
             logits = net(defective)
-        loss = soft_dice_loss(logits, target)
+        loss = loss_function(logits, target)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -241,18 +258,21 @@ def train(
         last_step = step == end or out_of_time
         if val is not None and (step % train_config.val_every == 0 or step == total):
             if dist_info.is_main:
-                metrics = validate(model, val, dev, amp, train_config.val_batch_size, model_config.target)
+                if hasattr(val, "score"):
+                    metrics = val.score(model, dev, amp)
+                else:
+                    metrics = validate(model, val, dev, amp, train_config.val_batch_size, model_config.target)
                 history["val"].append({"step": step, **metrics})
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val_dsc=f"{metrics['dsc']:.3f}")
                 if metrics["dsc"] > best:
                     best = metrics["dsc"]
                     if best_path is not None:
                         atomic_torch_save(_checkpoint(model, optimizer, scheduler, scaler, step, history, best,
-                                                      model_config, train_config), best_path)
+                                                      model_config, train_config, extra_state), best_path)
             distributed.barrier()
         if run_path is not None and (step % checkpoint_every == 0 or last_step) and dist_info.is_main:
             atomic_torch_save(_checkpoint(model, optimizer, scheduler, scaler, step, history, best, model_config,
-                                          train_config), last_path)
+                                          train_config, extra_state), last_path)
             atomic_write_text(run_path / "history.json", json.dumps(history))
         if out_of_time and step < total:
             finished = False
