@@ -155,21 +155,17 @@ def read_checkpoint(path: str | os.PathLike, expect: str | None = None, map_loca
     code, so never load such a file with ``weights_only=False``), or a checkpoint of another kind.
     """
     import pickle
+    import warnings
     import zipfile
 
+    path = check_checkpoint_file(path, expect)  # cheap checks first: torch takes a second to import
     import torch
 
-    path = Path(path)
     needed = EXPECTED.get(expect, "a cranialkit checkpoint")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder; give the checkpoint file in it (e.g. {path / RUN_CHECKPOINT})")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file; {_advice(expect)}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint; it was not written to the end — "
-                              f"{_advice(expect)}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses: we say why
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "global" in str(exc).lower():  # a class or function to import: code, not data
             raise CheckpointError(f"{path}: holds Python objects besides weights and settings, which cranialkit "
@@ -185,6 +181,20 @@ def read_checkpoint(path: str | os.PathLike, expect: str | None = None, map_loca
     if expect is not None and checkpoint_kind(state) != expect:
         raise CheckpointError(f"{path}: is {describe_checkpoint(state)}, not {needed}")
     return state
+
+
+def check_checkpoint_file(path: str | os.PathLike, expect: str | None = None) -> Path:
+    """Raise :class:`~cranialkit.errors.CheckpointError` when ``path`` is missing, a folder or empty — cheap checks
+    (no torch) that a command makes before loading its network."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; give the checkpoint file in it (e.g. {path / RUN_CHECKPOINT})")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file; {_advice(expect)}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint; it was not written to the end — "
+                              f"{_advice(expect)}")
+    return path
 
 
 def _starts_like_zip(path: Path) -> bool:

@@ -68,9 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from cranialkit.config import print_config
+    from cranialkit.config import data_dir, print_config
 
     print_config()
+    data_dir()  # an unusable data directory is shown above and ends the command with its one-line error
     return 0
 
 

@@ -107,6 +107,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from cranialkit.checkpoints import read_checkpoint
+
+    read_checkpoint(args.checkpoint, "generator")  # a wrong file is named before the generator code is imported
     from cranialkit.augment.generative import generate_dataset
     from cranialkit.generative import load_generator
 

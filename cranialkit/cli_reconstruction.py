@@ -115,6 +115,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from cranialkit.checkpoints import read_checkpoint
+
+    read_checkpoint(args.checkpoint, "reconstruction")  # a wrong file is named before the network code is imported
     from cranialkit.reconstruction.data import load_splits
     from cranialkit.reconstruction.evaluation import evaluate_cases, format_table, summarize_by_class
     from cranialkit.reconstruction.inference import Reconstructor
@@ -134,12 +137,15 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
+    from cranialkit.checkpoints import read_checkpoint
     from cranialkit.io import read_mask, write_volume
+
+    defective = read_mask(args.defective)  # first: wrong inputs are named before the network code is imported
+    read_checkpoint(args.checkpoint, "reconstruction")
     from cranialkit.reconstruction.inference import Reconstructor
 
     reconstructor = Reconstructor.from_checkpoint(args.checkpoint, device=args.device,
                                                   flip_axes=() if args.no_flip else (0,))
-    defective = read_mask(args.defective)
     implant = reconstructor.reconstruct(defective)
     write_volume(implant, args.output)
     print(f"{args.output}: implant of {int(implant.array.sum())} voxels on the grid of {args.defective}")

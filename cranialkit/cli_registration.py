@@ -56,10 +56,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_register_augment(args: argparse.Namespace) -> int:
-    from cranialkit.augment.registration import augment_dataset
     from cranialkit.data.datasets import load_dataset, phantom_dataset
     from cranialkit.errors import UsageError
-    from cranialkit.registration import RegistrationConfig
 
     if args.shard >= args.num_shards:
         raise UsageError(f"--shard {args.shard}: must be below --num-shards {args.num_shards} (shards count from 0)")
@@ -75,6 +73,9 @@ def run_register_augment(args: argparse.Namespace) -> int:
         if unknown:
             raise UsageError(f"--classes {' '.join(unknown)}: not in {args.data}; it has "
                              f"{', '.join(dataset.classes())}")
+    from cranialkit.augment.registration import augment_dataset
+    from cranialkit.registration import RegistrationConfig
+
     options = {"regularizer": args.regularizer, "levels": args.levels}
     if args.alpha is not None:
         options["alpha"] = args.alpha
