@@ -290,3 +290,15 @@ def test_show_image_wraps_a_render():
     assert fig._suptitle.get_text() == "render"
     with pytest.raises(ValueError, match="RGB"):
         show_image(np.zeros((5, 5)))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("trame_pyvista") is None, reason="the lab extra is not installed")
+def test_lab_extra_registers_the_interactive_trame_backend():
+    """With the ``lab`` extra, pyvista finds a handler for ``jupyter_backend="trame"`` (notebook 13 with
+    ``interactive = True``) instead of falling back to a still image."""
+    from importlib.metadata import entry_points
+
+    from pyvista.jupyter import _get_custom_backend_handler
+
+    assert "trame" in {ep.name for ep in entry_points(group="pyvista.jupyter_backends")}
+    assert _get_custom_backend_handler("trame") is not None
