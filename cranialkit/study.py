@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cranialkit.checkpoints import checkpoint_name
 from cranialkit.jobs import Manifest
 from cranialkit.reconstruction.evaluation import METRICS
 
@@ -114,7 +115,10 @@ def run_study(
                     extra_cache[folder] = stack_cases(load_dataset(folder), shape)
                 sources.append(source_from_arrays(name, extra_cache[folder], weight=config.extra_weight,
                                                   augment=augment))
-            run_dir = out / "runs" / f"{_slug(config.name)}_s{seed}"
+            settings = {"configuration": config.name, "geometric": config.geometric, "extra": config.extra,
+                        "extra_weight": config.extra_weight, "size": model_size, "batch_size": batch_size, "lr": lr,
+                        "seed": seed}
+            run_dir = out / "runs" / checkpoint_name(f"study_{_slug(config.name)}", settings, shape[0], steps)
             train_config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, val_every=max(1, steps // 2),
                                        seed=seed, device=device, progress=progress)
             result = train(ModelConfig(model_size, "implant", shape), train_config, sources, val_arrays, run_dir)
