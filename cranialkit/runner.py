@@ -35,6 +35,13 @@ class LocalKernelManager(AsyncKernelManager):
         kwargs.setdefault("transport", "ipc" if os.name == "posix" else "tcp")
         super().__init__(**kwargs)
 
+    async def _async_interrupt_kernel(self) -> None:
+        """No interrupt before the shutdown request of a finished notebook: the kernel is idle, and a SIGINT that
+        meets it between two messages only prints "KeyboardInterrupt caught in kernel" into the job's output."""
+        if self.shutting_down:
+            return
+        await super()._async_interrupt_kernel()
+
 
 @dataclass
 class NotebookRun:
@@ -162,7 +169,7 @@ body { font-family: sans-serif; margin: 1.5em; max-width: 1400px; }
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(280px, 1fr)); gap: 14px; }
 .card { border: 1px solid #ddd; border-radius: 6px; padding: 10px; min-width: 0; }
 .card h3 { margin: 0 0 4px 0; font-size: 1em; word-break: break-word; }
-.card img { display: block; width: 100%; height: auto; margin-top: 8px; }
+.card img { display: block; width: 100%; height: auto; max-height: 360px; object-fit: contain; margin-top: 8px; }
 .status { font-size: 0.85em; color: #444; }
 .failed { color: #b00020; font-weight: bold; }
 .tables { margin-top: 2em; }
