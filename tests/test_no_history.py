@@ -1,8 +1,9 @@
 """The product speaks of the method, not of the project's history (docs/DESIGN.md, section 5).
 
 No notebook, module, doc, solution, benchmark script or README mentions sessions, engineers or lent machines;
-notebook prose, modules and the hand-written docs carry no dates of runs. The benchmark records and the page generated from them are the one place
-where dates belong: they are provenance data (when a figure was measured), so only the date rule skips them.
+notebook prose, modules and the hand-written docs carry no dates of runs. The benchmark records and the page
+generated from them are the one place where dates belong: they are provenance data (when a figure was measured),
+so only the date rule skips them.
 Nothing outside tests/ and dev/ points at the sample data or documents beside the repository.
 """
 
