@@ -132,7 +132,8 @@ def describe_checkpoint(state: object) -> str:
         parts += [f"{key} {value}" for key, value in config.items() if key not in ("size", "shape", "target")]
         if "step" in state:
             parts.append(f"step {state['step']}")
-        return f"a cranialkit reconstruction checkpoint ({', '.join(parts)})"
+        stage = "fine-stage " if "fine_config" in state else ""
+        return f"a cranialkit {stage}reconstruction checkpoint ({', '.join(parts)})"
     if kind == "generator":
         name = str(state["name"])
         config = state["config"] if isinstance(state["config"], dict) else {}

@@ -42,9 +42,7 @@ def read_volume(path: str | os.PathLike, contiguous: bool = True) -> Volume:
     without voxel spacing or with an implausible one (outside 0.05–20 mm: every mm figure would be wrong).
     """
     path = Path(path)
-    if not path.is_file():
-        raise VolumeFileError(f"{path}: {'is a folder, not a volume file' if path.is_dir() else 'no such file'}")
-    kind = _format(path)
+    kind = _existing_volume_file(path)
     try:
         if kind == "nrrd":
             array, header = nrrd.read(str(path))
@@ -71,9 +69,7 @@ def read_grid(path: str | os.PathLike) -> Grid:
     """The :class:`~cranialkit.volume.Grid` of a volume file from its header alone (no voxel is read: cheap even
     for a 512³ gzip NRRD), with the same checks as :func:`read_volume` on dimensions and spacing."""
     path = Path(path)
-    if not path.is_file():
-        raise VolumeFileError(f"{path}: {'is a folder, not a volume file' if path.is_dir() else 'no such file'}")
-    kind = _format(path)
+    kind = _existing_volume_file(path)
     try:
         header = nrrd.read_header(str(path)) if kind == "nrrd" else None
         image = nib.load(str(path)) if kind == "nifti" else None
@@ -86,9 +82,19 @@ def read_grid(path: str | os.PathLike) -> Grid:
     return _nrrd_grid(path, header, shape) if kind == "nrrd" else _nifti_grid(path, image)
 
 
+def _existing_volume_file(path: Path) -> str:
+    """The format of a volume file that exists and is not empty (else :class:`VolumeFileError` naming it)."""
+    if not path.is_file():
+        raise VolumeFileError(f"{path}: {'is a folder, not a volume file' if path.is_dir() else 'no such file'}")
+    kind = _format(path)
+    if path.stat().st_size == 0:
+        raise VolumeFileError(f"{path}: empty file (0 bytes); it was not written to the end — write or copy it again")
+    return kind
+
+
 def _unreadable(kind: str, exc: Exception) -> str:
-    return (f"unreadable or truncated {kind.upper()} file ({type(exc).__name__}: {exc}); "
-            f"check or re-download the file")
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"unreadable or truncated {kind.upper()} file ({detail}); check or re-download the file"
 
 
 def _checked_grid(path: Path, shape: tuple[int, ...], axes: np.ndarray, origin: np.ndarray) -> Grid:

@@ -7,6 +7,7 @@ import os
 import stat
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -156,3 +157,22 @@ def test_manifest_line_after_a_cut_off_line_is_kept(tmp_path):
     assert "a" in manifest and "b" not in manifest
     manifest.add({"key": "c"})
     assert [r["key"] for r in Manifest(path).records()] == ["a", "c"]
+
+
+def test_an_unwritable_folder_is_named_not_the_temporary_file(tmp_path, monkeypatch):
+    """Whoever runs the test (root may write anywhere), the error of a folder that refuses the temporary file names
+    the file the user asked for."""
+    import errno
+    import tempfile
+
+    def refuse(dir=None, prefix="", suffix=""):
+        raise PermissionError(errno.EACCES, "Permission denied", str(Path(dir) / f"{prefix}x{suffix}"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError) as error:
+        atomic_write_text(tmp_path / "metrics.csv", "a,b\n")
+    assert error.value.filename == str(tmp_path / "metrics.csv")
+    from cranialkit.cli import describe_error
+
+    assert describe_error(error.value) == (1, f"{tmp_path / 'metrics.csv'}: Permission denied; check its permissions "
+                                              f"or choose another path")

@@ -96,10 +96,17 @@ def test_cli_train_evaluate_reconstruct(data_dir, tmp_path, capsys):
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):
-    (tmp_path / "x.nrrd").write_bytes(b"")
+    from cranialkit.io import write_volume
+    from cranialkit.volume import Volume
+
+    write_volume(Volume(np.ones((8, 8, 8), bool)), tmp_path / "x.nrrd")
     assert main(["reconstruct", str(tmp_path / "x.nrrd"), "-o", str(tmp_path / "y.nrrd"), "--checkpoint",
                  str(tmp_path / "missing.pt")]) == 1
     assert "missing.pt: no such checkpoint file" in capsys.readouterr().err
+    (tmp_path / "empty.nrrd").write_bytes(b"")
+    assert main(["reconstruct", str(tmp_path / "empty.nrrd"), "-o", str(tmp_path / "y.nrrd"), "--checkpoint",
+                 str(tmp_path / "missing.pt")]) == 1  # the input is read first: named before the network loads
+    assert "empty.nrrd: empty file (0 bytes)" in capsys.readouterr().err
     assert main(["train", "--mix", "folder:heavy"]) == 2
     assert "--mix: 'folder:heavy': expected PATH or PATH:WEIGHT with a number" in capsys.readouterr().err
 
