@@ -268,3 +268,22 @@ def test_real_skullfix_sample_loads(shared_data):
     assert all(c.implant_path is not None and c.complete_path is not None for c in ds)
     parts = ds.split(seed=0)
     assert sorted(sum((p.subjects() for p in parts.values()), [])) == ds.subjects()
+
+
+@pytest.mark.realdata
+def test_real_skullfix_cases_pass_the_geometry_checks(shared_data):
+    """Every real case shares one grid (oblique ones too) and its implant lies off the skull; the header checks
+    read no voxels, so loading 50 cases of 512² × Z gzip NRRD stays cheap."""
+    import time
+
+    root = shared_data / "skullfix_dev"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    started = time.perf_counter()
+    ds = load_dataset(root)
+    assert len(ds) == 50 and time.perf_counter() - started < 10
+    oblique = [c for c in ds if not np.allclose(np.abs(read_grid(c.defective_path).direction), np.eye(3), atol=1e-6)]
+    assert len(oblique) == 21
+    case = oblique[0]
+    defective = case.defective
+    check_case_volumes(case, defective, implant=read_mask(case.implant_path), complete=read_mask(case.complete_path))
