@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from cranialkit.generative.base import Generator, _progress
 from cranialkit.generative.postprocess import write_generated_dataset
 from cranialkit.generative.sampling import latent_points
 from cranialkit.jobs import Manifest, claim_output, identity_of, unfinished
+from cranialkit.volume import spacing_problem
 
 
 def generate_dataset(
@@ -48,6 +51,9 @@ def generate_dataset(
         raise ValueError(f"need n >= 1 and chunk >= 1, got n={n}, chunk={chunk}")
     name = name or generator.name
     spacing = float(spacing_mm) if spacing_mm is not None else 240.0 / generator.resolution
+    problem = spacing_problem(np.full(3, spacing))
+    if problem:
+        raise ValueError(f"spacing_mm: {problem}; pass the voxel size of the generator grid in mm")
     out = Path(out_dir)
     identity = {"job": "generate", "generator": identity_of(generator), "n": int(n), "sampler": sampler,
                 "seed": int(seed), "scale": float(scale), "spacing_mm": spacing, "name": name,

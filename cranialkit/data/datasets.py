@@ -426,8 +426,8 @@ def phantom_dataset(
     """
     from cranialkit.data import phantom
 
-    if n_subjects < 1 or resolution < 8:
-        raise ValueError(f"need n_subjects ≥ 1 and resolution ≥ 8, got {n_subjects} and {resolution}")
+    if n_subjects < 1 or resolution < 12:  # 12³ over the 240 mm field of view: 20 mm voxels, the largest plausible
+        raise ValueError(f"need n_subjects ≥ 1 and resolution ≥ 12, got {n_subjects} and {resolution}")
     wanted = set(phantom.PHANTOM_CLASSES if classes is None else classes)
     unknown = sorted(wanted - set(phantom.PHANTOM_CLASSES))
     if unknown or not wanted:
