@@ -348,28 +348,32 @@ def exclusive_run(folder: str | os.PathLike, job: str, what: str) -> Iterator[No
 
 
 def identity_of(obj: Any, skip: tuple[str, ...] = ("device",)) -> dict:
-    """The settings and weights of an object that makes results (a ``Reconstructor``, a ``Generator``) as plain
-    data for :func:`claim_output`: numbers, strings, sequences and dataclasses as they are, networks as a digest
-    of their weights (:func:`cranialkit.checkpoints.weights_digest`); attributes in ``skip`` are left out."""
+    """The settings and weights of an object that makes results (a ``Reconstructor`` with its stages, a
+    ``Generator``) as plain data for :func:`claim_output`: numbers, strings, sequences and dataclasses as they are,
+    networks as a digest of their weights (:func:`cranialkit.checkpoints.weights_digest`), other objects by their
+    public attributes (a few levels deep); attributes named in ``skip`` and private ones are left out."""
     from dataclasses import asdict, is_dataclass
 
     from cranialkit.checkpoints import weights_digest
 
-    def plain(value: Any) -> Any:
-        if hasattr(value, "state_dict") and hasattr(value, "parameters"):
-            return {"weights": weights_digest(value), **({"config": plain(value.config)}
-                                                          if isinstance(getattr(value, "config", None), dict) else {})}
+    def plain(value: Any, depth: int) -> Any:
+        if hasattr(value, "state_dict") and hasattr(value, "parameters"):  # a network
+            config = getattr(value, "config", None)
+            return {"weights": weights_digest(value), **({"config": plain(config, depth)} if isinstance(config, dict)
+                                                        else {})}
         if is_dataclass(value) and not isinstance(value, type):
-            return plain(asdict(value))
+            return plain(asdict(value), depth)
         if isinstance(value, dict):
-            return {str(k): plain(v) for k, v in value.items()}
+            return {str(k): plain(v, depth) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
+            return [plain(v, depth) for v in value]
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
+        if hasattr(value, "__dict__") and depth < 3:
+            return {"class": type(value).__name__, **{k: plain(v, depth + 1) for k, v in vars(value).items()
+                                                       if not k.startswith("_") and k not in skip}}
         return type(value).__name__
 
-    attributes = {k: v for k, v in vars(obj).items() if not k.startswith("_") and k not in skip}
-    if hasattr(obj, "state_dict") and hasattr(obj, "parameters"):  # a network itself
-        return {"class": type(obj).__name__, **plain(obj)}
-    return {"class": type(obj).__name__, **{k: plain(v) for k, v in attributes.items()}}
+    identity = plain(obj, 0)
+    return identity if isinstance(identity, dict) and "class" in identity else {"class": type(obj).__name__,
+                                                                                 **identity}

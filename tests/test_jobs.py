@@ -176,3 +176,24 @@ def test_an_unwritable_folder_is_named_not_the_temporary_file(tmp_path, monkeypa
 
     assert describe_error(error.value) == (1, f"{tmp_path / 'metrics.csv'}: Permission denied; check its permissions "
                                               f"or choose another path")
+
+
+def test_identity_of_sees_the_weights_of_nested_stages():
+    """A reconstructor's identity covers every network it holds (a second stage too), not the device."""
+    from cranialkit.jobs import identity_of
+
+    class Stage:
+        def __init__(self, seed: int):
+            torch.manual_seed(seed)
+            self.model = torch.nn.Linear(3, 2)
+            self.spacing_mm = 1.0
+            self.device = torch.device("cpu")
+
+    class Pipeline:
+        def __init__(self, seed: int, device: str = "cpu"):
+            self.first, self.fine, self.threshold, self.device, self._calls = Stage(0), Stage(seed), 0.5, device, 0
+
+    a, b = identity_of(Pipeline(1)), identity_of(Pipeline(2))
+    assert a["fine"]["model"]["weights"] != b["fine"]["model"]["weights"]
+    assert a["first"] == b["first"] and a["threshold"] == 0.5 and "device" not in a and "_calls" not in a
+    assert identity_of(Pipeline(1, device="cuda")) == a
