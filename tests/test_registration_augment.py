@@ -183,7 +183,7 @@ def test_cli_reports_bad_input(tmp_path, capsys):
     from cranialkit.cli import main
 
     assert main(["register-augment", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
-    assert "missing: no such folder" in capsys.readouterr().err
+    assert "missing: no such dataset folder" in capsys.readouterr().err
     assert main(["register-augment", "--data", "phantom", "--out", str(tmp_path / "out"), "--iterations", "-3"]) == 2
     assert "--iterations: must be at least 1, got -3" in capsys.readouterr().err
     assert main(["register-augment", "--data", "phantom", "--out", str(tmp_path / "out"), "--shard", "2"]) == 2
