@@ -313,7 +313,8 @@ class FineBatches:
                   "implant": implant}
         if source.augment is not None:
             sample = source.augment(sample, generator)
-        return torch.cat([sample["defective"], sample["coarse"]], dim=1), sample["implant"], source.name
+        inputs = torch.cat([sample["defective"], sample["coarse"]], dim=1).clamp(0, 1)  # interpolation overshoots
+        return inputs, sample["implant"].clamp(0, 1), source.name
 
     def batch(self, step: int, device: torch.device | str = "cpu", rank: int = 0,
               world: int = 1) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -382,8 +383,9 @@ def fine_inputs(defective: Volume, coarse_probability: np.ndarray, coarse: GridT
     """
     lo, hi = coarse_box_in_original(implant_grid, coarse)
     transform = box_grid_transform(defective, lo, hi, None, config.margin_mm, config.spacing_mm)
-    near = F.max_pool3d(torch.from_numpy(implant_grid.astype(np.float32))[None, None], 3, 1, 1)[0, 0].numpy()
-    hint = np.clip(transform.resample_from(coarse_probability * near, coarse), 0, 1)
+    from cranialkit.reconstruction.inference import dilate_grid
+
+    hint = np.clip(transform.resample_from(coarse_probability * dilate_grid(implant_grid), coarse), 0, 1)
     return FineInputs(transform, np.stack([transform.fraction(defective).array, hint]).astype(np.float32))
 
 

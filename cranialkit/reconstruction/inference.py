@@ -5,8 +5,10 @@ Taught in notebooks 10_unet_training (one stage) and 11_two_stage_reconstruction
 The coarse stage: crop/pad/resample the defective skull to the network grid (``cranialkit.preprocessing.to_grid``),
 run the network (by default on the case and on its left–right mirror, averaging the two sigmoids: test-time
 augmentation), threshold the sigmoid at 0.5, keep what is not already skull (implant = prediction AND NOT defective),
-clean it (``preprocessing.postprocess_implant``: closing, largest component). Alone, it maps that implant back to
-the original grid with the recorded transform (nearest neighbour). With a fine stage
+clean it (``preprocessing.postprocess_implant``: closing, largest component). Alone, it brings the probability of
+the kept implant (and one grid voxel around it) back to the original grid by trilinear interpolation and thresholds
+it there, so the implant's surfaces run between grid voxels instead of following their staircase (nearest-neighbour
+upsampling of the grid's mask scores about 0.02 DSC lower on real SkullFix). With a fine stage
 (:class:`~cranialkit.reconstruction.fine.FineStage`), the coarse implant and its probability place a crop in the
 original volume and the fine network draws the implant there at about 1 mm.
 """
@@ -205,5 +207,13 @@ class Reconstructor:
         coarse = self.coarse_stage(defective)
         if self.fine is not None:
             return self.fine.reconstruct(defective, coarse.probability, coarse.transform, coarse.implant)
-        restored = coarse.transform.to_original(coarse.implant)
-        return defective.with_array(np.asarray(restored.array, bool) & ~defective.array)
+        kept = coarse.probability * dilate_grid(coarse.implant)
+        restored = coarse.transform.to_original(kept.astype(np.float32)).array > self.threshold
+        return defective.with_array(restored & ~defective.array)
+
+
+def dilate_grid(mask: np.ndarray) -> np.ndarray:
+    """A bool grid mask grown by one voxel (3×3×3 neighbourhood), as float32: where a kept implant's probability
+    is allowed to spread when interpolated."""
+    grown = torch.nn.functional.max_pool3d(torch.from_numpy(np.asarray(mask, np.float32))[None, None], 3, 1, 1)
+    return grown[0, 0].numpy()
