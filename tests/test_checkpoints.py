@@ -122,3 +122,14 @@ def test_unknown_recipe_says_which_exist():
     with pytest.raises(KeyError, match="recipes exist for"):
         recipe("gan")
     assert np.isclose(recipe("introvae")["config"]["beta"] * recipe("vae")["config"]["beta"], 1.0)
+
+
+def test_recipe_pairs_are_the_subjects_each_recipe_trains_on(data_dir):
+    from cranialkit.generative.recipes import SERIES_SUBJECTS, recipe_pairs
+
+    assert recipe("vae")["n_subjects"] == SERIES_SUBJECTS == 10
+    assert recipe("ldm_vqvae")["n_subjects"] == recipe("ldm_vae")["n_subjects"] == 20
+    assert {recipe(name, smoke=True)["n_subjects"] for name in RECIPES} == {SMOKE["n_subjects"]}
+    pairs = recipe_pairs("ldm_vqvae", resolution=16, smoke=True)
+    assert pairs.volumes.shape == (SMOKE["n_subjects"] * 6, 2, 16, 16, 16)
+    np.testing.assert_array_equal(pairs.volumes, recipe_pairs("vae", resolution=16, smoke=True).volumes)

@@ -34,7 +34,8 @@ def notebook_parameters(number: str) -> dict:
 def test_notebook_parameters_match_the_recipe(number: str, name: str):
     params = notebook_parameters(number)
     plan = recipe(name)
-    expected = {"steps": plan["steps"], "batch_size": plan["batch_size"], "lr": plan["lr"], **plan["config"]}
+    expected = {"steps": plan["steps"], "batch_size": plan["batch_size"], "lr": plan["lr"],
+                "n_subjects": plan["n_subjects"], **plan["config"]}
     missing = sorted(set(expected) - set(params))
     assert not missing, f"notebook {number}: the parameters cell has no {missing} (recipe of {name})"
     differ = {k: (params[k], v) for k, v in expected.items() if params[k] != v}
@@ -55,5 +56,6 @@ def test_latent_diffusion_notebook_matches_the_recipes(name: str):
     config = plan["config"]
     assert params["autoencoder_steps"] == config["autoencoder_steps"]
     assert params["autoencoder_lr"][name] == config["autoencoder_lr"]
+    assert params["n_subjects"] == plan["n_subjects"]
     assert {"levels": params["levels"]} == config["autoencoder"]
     assert params["prediction_type"] == config["prediction_type"]

@@ -3,7 +3,8 @@
 Used by notebooks 04_vae … 08_latent_diffusion, 09_uds_vs_random and 12_augmentation_study and by
 ``benchmarks/generator_quality.py``, so that all of them train, name and find the same models
 (:func:`checkpoint_path`, built on :mod:`cranialkit.checkpoints`). At 32³ voxels on the phantom training pairs of
-the series (10 subjects × 6 defect classes = 60 pairs); budgets are in steps, not seconds. Relative CPU cost of one
+the series (10 subjects × 6 defect classes = 60 pairs; the latent diffusion models on 20 subjects,
+:func:`recipe_pairs`); budgets are in steps, not seconds. Relative CPU cost of one
 step at batch 8 (VAE = 1, ≈ 0.1–0.3 CPU-s): IntroVAE ≈ 3 and Soft-IntroVAE ≈ 5 in their adversarial phase, WGAN-GP
 (three critic updates per step) ≈ 6. IntroVAE and Soft-IntroVAE warm up as plain VAEs and start from the "vae"
 recipe's model (:func:`warm_start_from_vae`), so their warm-up costs nothing once notebook 04 has run.
@@ -23,6 +24,7 @@ from cranialkit.checkpoints import checkpoint_path as named_checkpoint
 from cranialkit.checkpoints import data_fingerprint
 from cranialkit.generative.base import Generator, get_generator
 from cranialkit.generative.blocks import NETWORK_VERSION
+from cranialkit.generative.data import TrainingPairs, training_pairs
 
 RECIPES: dict[str, dict] = {
     # β = 3e-3 keeps the posteriors close enough to the prior that random latent points decode into valid cases;
@@ -53,33 +55,46 @@ RECIPES: dict[str, dict] = {
                                  "adversarial_lr_scale": 0.1, "output": "skull_and_cap"}},
     # Latent diffusion (notebook 08): the autoencoder trains first (1500 steps: fewer leave reconstructions too
     # coarse to sample good cases from), then the denoiser for ``steps``. The denoiser predicts v, which stays
-    # well scaled at the first sampling steps where an ε-prediction's error is multiplied by ≈ 14. The KL
-    # autoencoder trains at 1e-3: at 3e-3 it often stalls at blurry reconstructions.
-    "ldm_vqvae": {"steps": 600, "batch_size": 8, "lr": 1e-3,
+    # well scaled at the first sampling steps where an ε-prediction's error is multiplied by ≈ 14. The VQ-VAE
+    # trains at 3e-3 on 20 subjects (120 pairs): on the series' 60 pairs its codebook collapses (every pair
+    # encoded alike, every sample the same), and at 1e-3 far fewer samples are valid. The KL autoencoder trains
+    # at 1e-3: at 3e-3 it stalls at blurry reconstructions.
+    "ldm_vqvae": {"steps": 600, "batch_size": 8, "lr": 1e-3, "n_subjects": 20,
                   "config": {"autoencoder": {"levels": 2}, "autoencoder_steps": 1500, "autoencoder_lr": 3e-3,
                              "prediction_type": "v_prediction"}},
-    "ldm_vae": {"steps": 600, "batch_size": 8, "lr": 1e-3,
+    "ldm_vae": {"steps": 600, "batch_size": 8, "lr": 1e-3, "n_subjects": 20,
                 "config": {"autoencoder": {"levels": 2}, "autoencoder_steps": 1500, "autoencoder_lr": 1e-3,
                            "prediction_type": "v_prediction"}},
 }
 
-# Smoke mode (the test suite): a few steps of every stage, batch 2 — enough to go through every code path.
-SMOKE = {"steps": 4, "batch_size": 2, "warmup_steps": 2, "autoencoder_steps": 4}
+# The phantom subjects a recipe trains on unless it says otherwise (× 6 defect classes: the series' 60 pairs).
+SERIES_SUBJECTS = 10
+# Smoke mode (the test suite): a few steps of every stage, batch 2, 2 subjects — every code path, only smaller.
+SMOKE = {"steps": 4, "batch_size": 2, "warmup_steps": 2, "autoencoder_steps": 4, "n_subjects": 2}
 
 
 def recipe(name: str, smoke: bool = False) -> dict:
-    """A copy of the recipe for generator ``name`` (``steps``, ``batch_size``, ``lr``, model ``config``); with
-    ``smoke``, its tiny version (:data:`SMOKE` steps and batch size, same model settings)."""
+    """A copy of the recipe for generator ``name`` (``steps``, ``batch_size``, ``lr``, ``n_subjects``, model
+    ``config``); with ``smoke``, its tiny version (:data:`SMOKE` steps, batch size and subjects, same model
+    settings)."""
     key = name.replace("-", "_")
     if key not in RECIPES:
         raise KeyError(f"no training recipe for {name!r}; recipes exist for {', '.join(sorted(RECIPES))}")
-    entry = {**RECIPES[key], "config": dict(RECIPES[key]["config"])}
+    entry = {"n_subjects": SERIES_SUBJECTS, **RECIPES[key], "config": dict(RECIPES[key]["config"])}
     if smoke:
-        entry.update(steps=SMOKE["steps"], batch_size=SMOKE["batch_size"])
+        entry.update(steps=SMOKE["steps"], batch_size=SMOKE["batch_size"], n_subjects=SMOKE["n_subjects"])
         for stage in ("warmup_steps", "autoencoder_steps"):
             if stage in entry["config"]:
                 entry["config"][stage] = SMOKE[stage]
     return entry
+
+
+def recipe_pairs(name: str, data: str = "phantom", resolution: int = 32, seed: int = 0,
+                 smoke: bool = False) -> TrainingPairs:
+    """The training pairs of ``name``'s recipe: its ``n_subjects`` phantom subjects (the series' 10, 20 for the
+    latent diffusion models), or the dataset folder ``data``. Notebooks 09 and 12 find the models of 04–08 with
+    these pairs."""
+    return training_pairs(data, recipe(name, smoke=smoke)["n_subjects"], resolution, seed)
 
 
 def checkpoint_path(model: Generator, volumes: np.ndarray, steps: int, batch_size: int, lr: float,
@@ -154,11 +169,14 @@ def train_model(model: Generator, volumes: np.ndarray, steps: int, batch_size: i
     return path, history
 
 
-def recipe_model(name: str, volumes: np.ndarray, smoke: bool = False, **overrides) -> tuple[Generator, dict]:
+def recipe_model(name: str, volumes: np.ndarray, smoke: bool = False, seed: int = 0,
+                 **overrides) -> tuple[Generator, dict]:
     """An untrained generator ``name`` built with its recipe (``overrides`` replace model settings) for the grid of
-    ``volumes``, and the training settings ``{"steps", "batch_size", "lr"}`` (``overrides`` may replace them too)."""
+    ``volumes``, and the training settings ``{"steps", "batch_size", "lr"}`` (``overrides`` may replace them too).
+    Its initial weights come from ``torch.manual_seed(seed)``, as in a notebook that seeds and then builds it."""
     plan = recipe(name, smoke=smoke)
     training = {key: overrides.pop(key, plan[key]) for key in ("steps", "batch_size", "lr")}
+    torch.manual_seed(seed)
     model = get_generator(name)(resolution=int(np.shape(volumes)[-1]), **{**plan["config"], **overrides})
     return model, training
 
@@ -171,7 +189,7 @@ def train_or_load(name: str, volumes: np.ndarray, steps: int | None = None, devi
     history."""
     if steps is not None:
         overrides["steps"] = steps
-    model, training = recipe_model(name, volumes, smoke=smoke, **overrides)
+    model, training = recipe_model(name, volumes, smoke=smoke, seed=seed, **overrides)
     _, history = train_model(model, volumes, int(training["steps"]), int(training["batch_size"]),
                              float(training["lr"]), seed=seed, device=device, progress=progress)
     return model, history
@@ -183,6 +201,6 @@ def saved_model_path(name: str, volumes: np.ndarray, steps: int | None = None, s
     whether it found an earlier notebook's model before loading it."""
     if steps is not None:
         overrides["steps"] = steps
-    model, training = recipe_model(name, volumes, smoke=smoke, **overrides)
+    model, training = recipe_model(name, volumes, smoke=smoke, seed=seed, **overrides)
     return checkpoint_path(model, volumes, int(training["steps"]), int(training["batch_size"]), float(training["lr"]),
                            seed)
