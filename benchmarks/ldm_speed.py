@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny settings: about a minute on a 2-core CPU")
     parser.add_argument("--models", default="ldm_vqvae,ldm_vae", help="comma-separated registry names")
     parser.add_argument("--data", choices=("phantom", "synthetic"), default="phantom")
-    parser.add_argument("--n-subjects", type=int, default=10, help="phantom subjects (6 cases each)")
+    parser.add_argument("--n-subjects", type=int, default=20, help="phantom subjects (6 cases each; the recipe's 20)")
     parser.add_argument("--resolution", type=int, default=32, help="generator grid S (voxels per side)")
     parser.add_argument("--levels", type=int, default=2, help="autoencoder halvings (latent side S / 2^levels)")
     parser.add_argument("--ae-steps", type=int, default=400)
