@@ -17,6 +17,7 @@ import torch
 
 from cranialkit.augment.registration import (
     augment_dataset,
+    choose_pairs,
     ordered_pairs,
     pair_id,
     prepare_subjects,
@@ -143,6 +144,26 @@ def test_shards_split_the_work(tiny_phantoms, tmp_path):
     partial = augment_dataset(tiny_phantoms, tmp_path / "limited", TINY, resolution=RESOLUTION, max_pairs=2,
                               progress=False)
     assert len(partial) == 2
+
+
+def test_a_pair_budget_registers_a_seeded_choice_of_pairs(tiny_phantoms, tmp_path):
+    ids = [f"{i:02d}" for i in range(10)]
+    chosen = choose_pairs(ids, 12, seed=3)
+    assert len(chosen) == 12 == len(set(chosen)) and chosen == choose_pairs(ids, 12, seed=3)
+    assert chosen != choose_pairs(ids, 12, seed=4) and set(chosen) < set(ordered_pairs(ids))
+    assert sorted(chosen, key=ordered_pairs(ids).index) == chosen, "kept in the order of ordered_pairs"
+    assert choose_pairs(ids[:3], 12) == ordered_pairs(ids[:3]), "all pairs when they fit the budget"
+    pairs = [("002", "000"), ("000", "001")]
+    records = augment_dataset(tiny_phantoms, tmp_path / "two", TINY, resolution=RESOLUTION, pairs=pairs,
+                              progress=False)
+    assert sorted(r["key"] for r in records) == ["000to001", "002to000"]
+    assert json.loads((tmp_path / "two" / "identity.json").read_text())["pairs"] == [list(p) for p in pairs]
+    with pytest.raises(OutputMismatchError, match="pairs"):
+        augment_dataset(tiny_phantoms, tmp_path / "two", TINY, resolution=RESOLUTION, pairs=pairs[:1],
+                        progress=False)
+    with pytest.raises(ValueError, match="000to000|not so"):
+        augment_dataset(tiny_phantoms, tmp_path / "bad", TINY, resolution=RESOLUTION, pairs=[("000", "000")],
+                        progress=False)
 
 
 def _cli(out: Path, *extra: str) -> list[str]:

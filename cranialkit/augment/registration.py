@@ -108,6 +108,19 @@ def ordered_pairs(subject_ids: Sequence[str]) -> list[tuple[str, str]]:
     return [(s, t) for s in subject_ids for t in subject_ids if s != t]
 
 
+def choose_pairs(subject_ids: Sequence[str], budget: int | None, seed: int = 0) -> list[tuple[str, str]]:
+    """At most ``budget`` ordered pairs of the subjects, drawn without replacement with ``seed`` and kept in the
+    order of :func:`ordered_pairs` (all pairs when there are no more than ``budget``, or ``budget`` is None): with
+    many subjects N·(N−1) registrations cost more than the few hundred new cases a training run can use."""
+    pairs = ordered_pairs(list(subject_ids))
+    if budget is None or len(pairs) <= budget:
+        return pairs
+    if budget < 1:
+        raise ValueError(f"the pair budget must be >= 1, got {budget}")
+    chosen = np.random.default_rng(seed).choice(len(pairs), size=int(budget), replace=False)
+    return [pairs[i] for i in sorted(chosen)]
+
+
 def shard_pairs(pairs: Sequence[tuple[str, str]], shard: int = 0, num_shards: int = 1) -> list[tuple[str, str]]:
     """The pairs that shard ``shard`` of ``num_shards`` handles: every ``num_shards``-th, starting at ``shard``."""
     if num_shards < 1:
@@ -166,8 +179,10 @@ def augment_dataset(
     progress: bool = True,
     on_pair_done: Callable[[dict], None] | None = None,
     overwrite: bool = False,
+    pairs: Sequence[tuple[str, str]] | None = None,
 ) -> list[dict]:
-    """Register every ordered pair of subjects of ``dataset`` and write the new cases under ``out``.
+    """Register every ordered pair of subjects of ``dataset`` (or only ``pairs``, e.g. :func:`choose_pairs`) and
+    write the new cases under ``out``.
 
     Resumable (finished pairs are skipped), shardable (``shard`` of ``num_shards``), ``batch_size`` pairs registered
     at once. ``max_pairs`` stops after that many new pairs (do a part now, the rest later); ``on_pair_done`` is
@@ -188,18 +203,25 @@ def augment_dataset(
                 "resolution": int(resolution), "classes": sorted(classes) if classes else None,
                 "registration": asdict(config)}
     subjects = {s.subject_id: s for s in prepare_subjects(dataset, resolution, classes)}
+    if pairs is not None:
+        pairs = [(str(s), str(t)) for s, t in pairs]
+        unknown = [p for p in pairs if p not in set(ordered_pairs(list(subjects)))]
+        if unknown or not pairs:
+            raise ValueError(f"{dataset.root}: pairs must be ordered pairs of distinct subjects with ground truth; "
+                             f"{'none given' if not pairs else f'not so: {unknown[:3]}'}")
+        identity["pairs"] = [list(p) for p in pairs]
     claim_output(out, identity, overwrite=overwrite, known=(MANIFEST_PATTERN,))
     with exclusive_run(out, f"register-shard-{shard}-of-{num_shards}", f"shard {shard} of {num_shards}"):
         _augment_shard(out, subjects, config, resolution, shard, num_shards, batch_size, device, max_pairs,
-                       progress, on_pair_done)
+                       progress, on_pair_done, pairs)
     return read_manifests(out)
 
 
 def _augment_shard(out: Path, subjects: dict[str, Subject], config: RegistrationConfig, resolution: int, shard: int,
                    num_shards: int, batch_size: int, device, max_pairs: int | None, progress: bool,
-                   on_pair_done: Callable[[dict], None] | None) -> None:
+                   on_pair_done: Callable[[dict], None] | None, chosen: Sequence[tuple[str, str]] | None) -> None:
     """Register the unfinished pairs of one shard (see :func:`augment_dataset`)."""
-    pairs = shard_pairs(ordered_pairs(list(subjects)), shard, num_shards)
+    pairs = shard_pairs(ordered_pairs(list(subjects)) if chosen is None else list(chosen), shard, num_shards)
     manifest_name = "manifest.jsonl" if num_shards == 1 else f"manifest.shard-{shard}-of-{num_shards}.jsonl"
     manifest = Manifest(out / manifest_name)
     done = {r["key"] for r in read_manifests(out)}
