@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -38,3 +39,21 @@ def shell_pairs(n: int = 6, size: int = 16, seed: int = 0) -> np.ndarray:
         cap = skull & (g[2] > rng.uniform(0.2, 0.3))
         out[i, 0], out[i, 1] = skull & ~cap, cap
     return out
+
+
+def skullfix_like(root: Path, n_subjects: int = 6, shape: tuple[int, int, int] = (40, 40, 32), seed: int = 3) -> Path:
+    """A tiny dataset in SkullFix's own layout (``training_set/{complete_skull,defective_skull,implant}/NNN.nrrd``)
+    under ``root``: phantom skulls with a SkullFix-like defect on a non-cubic grid, standing in for real cases."""
+    from cranialkit.data.phantom import make_phantom_dataset
+
+    made = make_phantom_dataset(root / "phantoms", n_subjects=n_subjects, shape=shape, classes=("skullfix",),
+                                seed=seed)
+    for folder, source in (("complete_skull", made / "complete_skull"),
+                           ("defective_skull", made / "defective_skull" / "skullfix"),
+                           ("implant", made / "implant" / "skullfix")):
+        target = root / "training_set" / folder
+        target.mkdir(parents=True)
+        for path in sorted(source.glob("*.nrrd")):
+            shutil.move(path, target / path.name)
+    shutil.rmtree(made)
+    return root

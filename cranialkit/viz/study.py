@@ -1,4 +1,5 @@
-"""Figures of the augmentation study (notebook 12_augmentation_study): bar charts per configuration."""
+"""Figures of the augmentation study (notebook 12_augmentation_study): bar charts per configuration, and the
+learning curves of the scarce-data study on real skulls."""
 
 from __future__ import annotations
 
@@ -52,4 +53,47 @@ def plot_class_heatmap(table, title: str = "Mean test DSC per defect class") -> 
     fig.colorbar(image, ax=ax, label="DSC")
     ax.set_title(title)
     fig.tight_layout()
+    return fig
+
+
+_CURVE_LABELS = {"dsc": "DSC (higher is better)", "bdsc": "boundary DSC (higher is better)",
+                 "hd95": "HD95 in mm (lower is better)"}
+
+
+def plot_learning_curves(curve, metrics: tuple[str, ...] = ("dsc", "hd95"),
+                         title: str = "How many real skulls is each augmentation worth?") -> Figure:
+    """The learning curves of the scarce-data study: each metric against the number of real training skulls (log
+    scale), one line per configuration through the means over seeds, with the range over seeds as a band.
+
+    ``curve``: the DataFrame of :func:`cranialkit.study.learning_curve_table`.
+    """
+    names = list(dict.fromkeys(curve["configuration"]))
+    sizes = sorted({int(n) for n in curve["cases"]})
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.2 * len(metrics), 4.6), squeeze=False)
+    colours = plt.cm.tab10(np.arange(max(len(names), 1)) % 10)
+    markers = "osD^vP*X"
+    for ax, metric in zip(axes[0], metrics):
+        for index, name in enumerate(names):
+            part = curve[curve["configuration"] == name].sort_values("cases")
+            part = part[np.isfinite(part[metric].to_numpy(dtype=float))]
+            if part.empty:
+                continue
+            x = part["cases"].to_numpy(dtype=float)
+            colour = colours[index]
+            ax.plot(x, part[metric].to_numpy(dtype=float), marker=markers[index % len(markers)], color=colour,
+                    label=name, linewidth=1.8, markersize=5)
+            ax.fill_between(x, part[f"{metric} min"].to_numpy(dtype=float), part[f"{metric} max"].to_numpy(dtype=float),
+                            color=colour, alpha=0.15, linewidth=0)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("real training skulls")
+        ax.set_title(_CURVE_LABELS.get(metric, metric), fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=9, frameon=False)
+    seeds = int(curve["seeds"].max()) if len(curve) else 0
+    fig.suptitle(f"{title}\nline: mean over {seeds} seed{'s' * (seeds != 1)}; band: their range")
+    fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(labels) - 1) // 3), 1, 1))
     return fig
