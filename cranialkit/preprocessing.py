@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 from skimage.morphology import ball
+from tqdm.auto import tqdm
 
 from cranialkit.config import data_dir
 from cranialkit.io import read_mask
@@ -417,9 +418,31 @@ def to_grid(
 # --------------------------------------------------------------------------------------------- cases
 
 
+def to_shares(fraction: np.ndarray) -> np.ndarray:
+    """Partial volumes (0–1 floats) stored compactly as uint8 shares 0–255 (steps of 0.4 %)."""
+    return np.round(np.clip(fraction, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def as_fraction(array: np.ndarray) -> np.ndarray:
+    """A grid array as float32 in [0, 1]: bool masks as 0/1, uint8 shares (:func:`to_shares`) divided by 255."""
+    array = np.asarray(array)
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    return array.astype(np.float32)
+
+
+def as_mask(array: np.ndarray) -> np.ndarray:
+    """A grid array as a bool mask: voxels at least half covered (bool masks unchanged)."""
+    array = np.asarray(array)
+    if array.dtype == bool:
+        return array
+    return array >= (128 if array.dtype == np.uint8 else 0.5)
+
+
 @dataclass
 class PreparedCase:
-    """One case on a common grid: bool arrays of the grid's shape, with the transform back to the original grid."""
+    """One case on a common grid, with the transform back to the original grid: bool arrays of the grid's shape
+    (nearest neighbour), or uint8 shares 0–255 (partial volumes, :func:`to_shares`)."""
 
     defective: np.ndarray
     implant: np.ndarray | None
@@ -439,9 +462,12 @@ def preprocess_case(
     shape: Sequence[int] | None = (64, 64, 64),
     margin_mm: float = DEFAULT_MARGIN_MM,
     spacing_mm: float | Sequence[float] | None = None,
+    partial_volume: bool = False,
 ) -> PreparedCase:
     """Read a :class:`~cranialkit.data.datasets.Case` and put defective skull, implant and complete skull on one grid.
 
+    ``partial_volume=False``: bool masks by nearest neighbour; ``True``: the share of each grid voxel that each mask
+    covers (:meth:`GridTransform.fraction`, stored as uint8 0–255), which keeps where a surface lies inside a voxel.
     The transform comes from the defective skull alone (that is all a new patient has). Each file is read once:
     with an implant file the complete skull is taken as defective OR implant (the datasets define the implant as
     complete AND NOT defective), without one the implant is derived from the complete skull; a case without ground
@@ -461,7 +487,10 @@ def preprocess_case(
     elif complete is not None:
         implant = complete.with_array(complete.array & ~defective.array)
     transform = make_grid_transform(defective, shape, None, margin_mm, spacing_mm)
-    small = {name: None if vol is None else transform.apply(vol, order=0).array
+    def resample(vol: Volume) -> np.ndarray:
+        return to_shares(transform.fraction(vol).array) if partial_volume else transform.apply(vol, order=0).array
+
+    small = {name: None if vol is None else resample(vol)
              for name, vol in (("defective", defective), ("implant", implant), ("complete", complete))}
     return PreparedCase(small["defective"], small["implant"], small["complete"], transform, transform.spacing_mm,
                         case.defect_class, case.case_id)
@@ -469,7 +498,8 @@ def preprocess_case(
 
 @dataclass
 class CaseArrays:
-    """All cases of a dataset on one grid, stacked: ``defective``, ``implant``, ``complete`` are (N, D, H, W) bool."""
+    """All cases of a dataset on one grid, stacked: ``defective``, ``implant``, ``complete`` are (N, D, H, W) bool
+    masks, or uint8 shares 0–255 for partial volumes."""
 
     defective: np.ndarray
     implant: np.ndarray
@@ -533,13 +563,16 @@ def stack_cases(
     margin_mm: float = DEFAULT_MARGIN_MM,
     spacing_mm: float | Sequence[float] | None = None,
     cache: bool = True,
-    progress: bool = False,
+    progress: bool = True,
+    partial_volume: bool = False,
 ) -> CaseArrays:
     """Prepare every case of ``dataset`` (all need ground truth) at ``shape`` and stack them into :class:`CaseArrays`.
 
     Cached under ``data_dir()/cache/`` as ``.npz`` (written atomically), keyed by a hash of the dataset root, the
     files' modification times and sizes, and the grid parameters: a second call is a quick load, a changed file
-    is recomputed, and an interrupted run resumes from the cases already done.
+    is recomputed, and an interrupted run resumes from the cases already done. ``progress`` shows a bar with the
+    case count while cases are read (a real 512²×Z case takes a few seconds). ``partial_volume``: see
+    :func:`preprocess_case`.
     """
     if shape is None:
         raise ValueError("stack_cases: all cases must share one grid shape; give shape=(D, H, W)")
@@ -550,7 +583,8 @@ def stack_cases(
         raise ValueError(f"stack_cases: {len(lacking)} cases have no implant or complete skull (e.g. {lacking[:3]}); "
                          f"use dataset.subset(...) with ground-truth cases only")
     grid = {"shape": [int(s) for s in shape], "margin_mm": float(margin_mm),
-            "spacing_mm": None if spacing_mm is None else np.broadcast_to(spacing_mm, (3,)).tolist()}
+            "spacing_mm": None if spacing_mm is None else np.broadcast_to(spacing_mm, (3,)).tolist(),
+            "partial_volume": bool(partial_volume)}
     files = [p for case in dataset.cases for p in case.paths()]
     key = _cache_key({"v": _CACHE_VERSION, "root": str(Path(dataset.root).resolve()), "grid": grid,
                       "cases": [c.key for c in dataset.cases], "files": _files_signature(files)})
@@ -559,12 +593,9 @@ def stack_cases(
     if cache and stack_path.is_file():
         return _load_stack(stack_path)
     prepared = []
-    for i, case in enumerate(dataset.cases):
+    label = f"preparing {len(dataset)} cases at {'×'.join(map(str, grid['shape']))}"
+    for case in tqdm(dataset.cases, desc=label, unit="case", disable=not progress):
         prepared.append(_prepared_case_cached(case, grid, cache_dir) if cache else preprocess_case(case, **grid))
-        if progress:
-            print(f"\rstack_cases: {i + 1}/{len(dataset)} {case.key}", end="", flush=True)
-    if progress:
-        print()
     arrays = CaseArrays(
         np.stack([p.defective for p in prepared]), np.stack([p.implant for p in prepared]),
         np.stack([p.complete for p in prepared]), [p.defect_class for p in prepared], [p.case_id for p in prepared],

@@ -202,6 +202,10 @@ SCARCE_CONFIGURATIONS = (
     "phantom pretraining + geometric",
 )
 RESULTS_FOLDER = "results"
+# The sets beside the real cases at their smallest (registration and generator at 16³, 300 generator steps, 2
+# phantom subjects), with the "smoke" recipe: the tests and notebook 12 in smoke mode run every code path in seconds.
+SMOKE_PREPARATION = {"registration_resolution": 16, "generator_resolution": 16, "generator_steps": 300,
+                     "n_generated": 16, "pretrain_subjects": 2}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from cranialkit.data import phantom
 from cranialkit.exercises import EXERCISES, check
 from cranialkit.generative.ldm import LDMVQVAE
 from cranialkit.generative.sampling import latent_points
+from cranialkit.preprocessing import make_grid_transform
+from cranialkit.reconstruction.fine import FineConfig
 
 sys.path.insert(0, str(REPO_ROOT))  # the solutions/ folder is not part of the installed package
 
@@ -97,6 +99,15 @@ def contexts(phantom_case) -> dict[str, tuple[dict, list]]:
     uds_z, random_z = latent_points(100, (32,), "uds").numpy(), latent_points(100, (32,), "random", seed=0).numpy()
     deviations = solutions("09").solve_09_quartile_deviation(uds_z, random_z)
     first_only = tuple(abs(float((z[:, 0] < norm.ppf(0.25)).mean()) - 0.25) for z in (uds_z, random_z))
+    coarse_grid = make_grid_transform(defective, (32, 32, 32))
+    fine_config = FineConfig(spacing_mm=0.5, patch=(32, 32, 32), coarse_shape=(32, 32, 32))
+    coarse_per_fine = float(coarse_grid.spacing_mm[0]) / 0.5
+    stage_summaries = {  # random_1 has the highest DSC with both stages, bilateral gains the most
+        "coarse": [{"defect_class": "bilateral", "dsc": 0.60}, {"defect_class": "random_1", "dsc": 0.85},
+                   {"defect_class": "mean of classes", "dsc": 0.725}],
+        "coarse + fine": [{"defect_class": "bilateral", "dsc": 0.80}, {"defect_class": "random_1", "dsc": 0.90},
+                          {"defect_class": "mean of classes", "dsc": 0.85}],
+    }
     return {
         "02_flip_pair": ({"sample": sample}, [_flip_defective_only, _flip_along_the_next_axis, lambda s, axis: s]),
         "02_scale_ratio": ({"sample": sample}, [0.125, 0.5, 1 / ratio, ratio * 100]),
@@ -121,6 +132,10 @@ def contexts(phantom_case) -> dict[str, tuple[dict, list]]:
                                   [deviations[::-1], first_only, (0.25, 0.25)]),
         "10_worst_class": ({"rows": _test_rows()}, ["bilateral", "random_1", "frontoorbital/001", 0.575]),
         "10_implant_from_complete": ({}, [lambda p, d: p, lambda p, d: p ^ d, lambda p, d: d & ~p]),
+        "11_fine_voxels_per_coarse_voxel": ({"coarse_transform": coarse_grid, "fine_config": fine_config},
+                                            [1 / coarse_per_fine, float(coarse_grid.spacing_mm[0]),
+                                             coarse_per_fine**3]),
+        "11_largest_gain": ({"summaries": stage_summaries}, ["random_1", "frontoorbital", 0.5]),
         "12_difference_over_std": ({"table": study}, [0.05, 1.0, 5.0]),
         "01_implant_volume": ({"implant": implant}, [n_voxels, n_voxels * float(np.prod(implant.spacing)), 1.0]),
         "01_dice": ({}, [_wrong_dice, lambda a, b: 2 * (a & b).sum() / (a.sum() + b.sum()), 0.5]),

@@ -9,7 +9,7 @@ import torch
 from test_preprocessing import shell_volume
 
 from cranialkit.data.datasets import load_dataset, phantom_dataset
-from cranialkit.preprocessing import box_grid_transform, bounding_box, make_grid_transform
+from cranialkit.preprocessing import bounding_box, box_grid_transform, make_grid_transform
 from cranialkit.reconstruction.fine import (
     FineBatches,
     FineConfig,

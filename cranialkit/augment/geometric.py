@@ -376,28 +376,30 @@ class Compose:
         return f"Compose([\n  {inner}\n])" if self.transforms else "Compose([])"
 
 
-def preset(name: str) -> Compose:
-    """A named augmentation pipeline: ``"none"`` (identity), ``"mild"`` or ``"extreme"`` (the paper's ranges)."""
+def preset(name: str, soft: bool = False, keys: Sequence[str] = MASK_KEYS) -> Compose:
+    """A named augmentation pipeline: ``"none"`` (identity), ``"mild"`` or ``"extreme"`` (the paper's ranges).
+
+    ``soft=True`` is the same pipeline for partial volumes (fractions, resampled trilinearly), without the binary
+    noise, which only makes sense for masks. ``keys``: the volumes of a sample that move together.
+    """
     if name == "none":
         return Compose([])
     if name == "mild":
-        return Compose(
-            [
-                RandomFlip(prob=0.5, axes=(0,)),
-                RandomAffine(prob=0.5, rotation_deg=10.0, scale=(0.9, 1.1), translation=0.03),
-                RandomBinaryNoise(prob=0.1, max_radius=1),
-            ]
-        )
-    if name == "extreme":
-        return Compose(
-            [
-                RandomFlip(prob=0.5, axes=(0, 1, 2)),
-                RandomCrop(prob=0.2, min_fraction=0.75),
-                RandomAffine(prob=0.8, rotation_deg=45.0, scale=(0.4, 1.3), translation=0.06),
-                RandomBinaryNoise(prob=0.3, max_radius=1),
-            ]
-        )
-    raise ValueError(f"unknown augmentation preset {name!r}; choose one of {PRESETS}")
+        transforms = [
+            RandomFlip(prob=0.5, axes=(0,), keys=keys, soft=soft),
+            RandomAffine(prob=0.5, rotation_deg=10.0, scale=(0.9, 1.1), translation=0.03, keys=keys, soft=soft),
+            RandomBinaryNoise(prob=0.1, max_radius=1),
+        ]
+    elif name == "extreme":
+        transforms = [
+            RandomFlip(prob=0.5, axes=(0, 1, 2), keys=keys, soft=soft),
+            RandomCrop(prob=0.2, min_fraction=0.75, keys=keys, soft=soft),
+            RandomAffine(prob=0.8, rotation_deg=45.0, scale=(0.4, 1.3), translation=0.06, keys=keys, soft=soft),
+            RandomBinaryNoise(prob=0.3, max_radius=1),
+        ]
+    else:
+        raise ValueError(f"unknown augmentation preset {name!r}; choose one of {PRESETS}")
+    return Compose([t for t in transforms if not (soft and isinstance(t, RandomBinaryNoise))])
 
 
 def augment_batch(

@@ -10,7 +10,7 @@ from cranialkit.exercises.registry import EXERCISES, Feedback, call_answer, chec
 
 # Importing the modules registers their checkers.
 from cranialkit.exercises import (  # noqa: E402,F401  isort: skip
-    nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb08, nb09, nb10, nb12, nb13,
+    nb01, nb02, nb03, nb04, nb05, nb06, nb07, nb08, nb09, nb10, nb11, nb12, nb13,
 )
 
 __all__ = ["EXERCISES", "Feedback", "call_answer", "check", "exercise"]

@@ -27,7 +27,9 @@ from cranialkit.reconstruction.network import TARGETS
 
 @dataclass
 class TrainingSource:
-    """Prepared cases on the training grid: ``defective`` and ``target`` bool arrays ``(N, D, H, W)``."""
+    """Prepared cases on the training grid: ``defective`` and ``target`` arrays ``(N, D, H, W)``, bool masks or
+    uint8 partial volumes (shares 0–255, ``preprocessing.to_shares``). With partial volumes the augmentation must
+    keep fractions (``preset(name, soft=True)``)."""
 
     name: str
     defective: np.ndarray
@@ -46,8 +48,9 @@ class TrainingSource:
             )
         if len(self.defective) == 0:
             raise ValueError(f"source {self.name!r}: no cases")
-        if self.defective.dtype != bool or self.target.dtype != bool:
-            raise ValueError(f"source {self.name!r}: defective and target must be bool masks")
+        if self.defective.dtype != self.target.dtype or self.defective.dtype not in (bool, np.uint8):
+            raise ValueError(f"source {self.name!r}: defective and target must both be bool masks or both uint8 "
+                             f"partial volumes, got {self.defective.dtype} and {self.target.dtype}")
         if not (np.isfinite(self.weight) and self.weight >= 0):
             raise ValueError(f"source {self.name!r}: weight must be finite and >= 0, got {self.weight}")
         if self.target_name not in TARGETS:
@@ -60,17 +63,22 @@ class TrainingSource:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.defective.shape[1:])  # type: ignore[return-value]
 
+    @property
+    def partial_volume(self) -> bool:
+        return self.defective.dtype == np.uint8
+
 
 def source_from_arrays(
     name: str, arrays, target: str = "implant", weight: float = 1.0, augment: Callable | None = None
 ) -> TrainingSource:
-    """A source from ``cranialkit.preprocessing.CaseArrays`` (fields ``defective``, ``implant``, ``complete``)."""
+    """A source from ``cranialkit.preprocessing.CaseArrays`` (fields ``defective``, ``implant``, ``complete``; bool
+    masks or uint8 partial volumes)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
     goal = arrays.implant if target == "implant" else arrays.complete
     if goal is None:
         raise ValueError(f"source {name!r}: the cases have no {target} masks to train on")
-    return TrainingSource(name, np.asarray(arrays.defective, bool), np.asarray(goal, bool), weight, augment, target)
+    return TrainingSource(name, np.asarray(arrays.defective), np.asarray(goal), weight, augment, target)
 
 
 def source_from_dataset(
@@ -80,13 +88,14 @@ def source_from_dataset(
     target: str = "implant",
     weight: float = 1.0,
     augment: Callable | None = None,
+    partial_volume: bool = False,
 ) -> TrainingSource:
     """A source from a dataset folder (SkullBreak/SkullFix/phantom layout, e.g. a registration- or generator-made
     augmented dataset), prepared at ``shape`` with ``cranialkit.preprocessing.stack_cases`` (cached on disk)."""
     from cranialkit.data.datasets import load_dataset
     from cranialkit.preprocessing import stack_cases
 
-    arrays = stack_cases(load_dataset(root), tuple(shape))
+    arrays = stack_cases(load_dataset(root), tuple(shape), partial_volume=partial_volume)
     return source_from_arrays(name, arrays, target, weight, augment)
 
 
@@ -111,6 +120,9 @@ class MixedBatches:
         shapes = {s.name: s.shape for s in sources}
         if len(set(shapes.values())) != 1:
             raise ValueError(f"training sources have different grid shapes: {shapes}")
+        kinds = {s.name: "partial volumes" if s.partial_volume else "masks" for s in sources}
+        if len(set(kinds.values())) != 1:
+            raise ValueError(f"training sources mix masks and partial volumes: {kinds}")
         targets = {s.name: s.target_name for s in sources}
         if len(set(targets.values())) != 1:
             raise ValueError(f"training sources have different targets: {targets}")
@@ -130,17 +142,24 @@ class MixedBatches:
     def target_name(self) -> str:
         return self.sources[0].target_name
 
+    @property
+    def partial_volume(self) -> bool:
+        return self.sources[0].partial_volume
+
     def item(self, step: int, index: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, str]:
         """Item ``index`` of the batch of ``step``: defective and target ``(1, 1, D, H, W)`` and the source name."""
         generator = item_generator(self.seed, step, index)
         which = int(torch.multinomial(self.probabilities, 1, generator=generator))
         source = self.sources[which]
         case = int(torch.randint(len(source), (1,), generator=generator))
-        defective = torch.from_numpy(source.defective[case]).to(device).float()[None, None]
-        target = torch.from_numpy(source.target[case]).to(device).float()[None, None]
+        scale = 255.0 if source.partial_volume else 1.0
+        defective = torch.from_numpy(source.defective[case]).to(device).float()[None, None] / scale
+        target = torch.from_numpy(source.target[case]).to(device).float()[None, None] / scale
         if source.augment is not None:
             out = source.augment({"defective": defective, source.target_name: target}, generator)
             defective, target = out["defective"], out[source.target_name]
+            if source.partial_volume:  # trilinear interpolation may overshoot [0, 1] by a rounding error
+                defective, target = defective.clamp(0, 1), target.clamp(0, 1)
         return defective, target, source.name
 
     def batch(

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from cranialkit.augment.geometric import Compose, RandomAffine, RandomFlip
+from cranialkit.augment.geometric import Compose, preset
 from cranialkit.config import data_dir
 from cranialkit.preprocessing import (
     GridTransform,
@@ -187,32 +187,46 @@ def fine_cases(dataset, config: FineConfig, cache: bool = True, progress: bool =
     return cases
 
 
+def round_trips(defective: Volume, implant: Volume, config: FineConfig) -> dict[str, np.ndarray]:
+    """The true implant taken to a grid and back to the original one, made disjoint from the defective skull: what a
+    perfect network on that grid could at best deliver (bool arrays on the original grid).
+
+    ``"coarse grid, nearest"``: the coarse grid (``config.coarse_shape`` over the head) with nearest-neighbour
+    masks, as a one-stage network sees and draws them; ``"coarse grid, partial volume"``: the same grid holding the
+    share of each voxel covered, interpolated back (trilinear) and thresholded at 0.5; ``"fine grid, partial
+    volume"``: the same on the fine grid of ``config`` around the implant.
+    """
+    from cranialkit.io import as_mask
+
+    defective, implant = as_mask(defective, "defective skull"), as_mask(implant, "implant")
+    coarse = make_grid_transform(defective, config.coarse_shape)
+    lo, hi = bounding_box(implant.array)
+    fine = box_grid_transform(defective, lo, hi, None, config.margin_mm, config.spacing_mm)
+    outside = ~defective.array
+    return {
+        "coarse grid, nearest": coarse.to_original(coarse.apply(implant).array).array & outside,
+        "coarse grid, partial volume": (coarse.to_original(coarse.fraction(implant).array).array > 0.5) & outside,
+        "fine grid, partial volume": (fine.to_original(fine.fraction(implant).array).array > 0.5) & outside,
+    }
+
+
 # --------------------------------------------------------------------------------------------- training batches
 
 
 def fine_augmentation(name: str = "mild") -> Compose:
-    """Geometric augmentation of fine patches (all three channels alike, values kept as fractions): ``"none"``,
-    ``"mild"`` (left–right flips, rotations up to 10°, scaling 0.9–1.1) or ``"extreme"`` (flips along every axis,
-    rotations up to 30°, scaling 0.8–1.2)."""
-    if name == "none":
-        return Compose([])
-    if name == "mild":
-        return Compose([RandomFlip(0.5, axes=(0,), keys=FINE_KEYS, soft=True),
-                        RandomAffine(0.5, rotation_deg=10.0, scale=(0.9, 1.1), translation=0.03, keys=FINE_KEYS,
-                                     soft=True)])
-    if name == "extreme":
-        return Compose([RandomFlip(0.5, axes=(0, 1, 2), keys=FINE_KEYS, soft=True),
-                        RandomAffine(0.8, rotation_deg=30.0, scale=(0.8, 1.2), translation=0.05, keys=FINE_KEYS,
-                                     soft=True)])
-    raise ValueError(f"unknown augmentation preset {name!r}; choose one of ('none', 'mild', 'extreme')")
+    """The geometric augmentation preset ``name`` (``cranialkit.augment.geometric.preset``) for fine patches: all
+    three channels move together and stay fractions."""
+    return preset(name, soft=True, keys=FINE_KEYS)
 
 
 def simulate_coarse(implant: torch.Tensor, coarse_voxels: float, generator: torch.Generator) -> torch.Tensor:
     """A plausible coarse-stage probability for a fine patch ``(1, 1, D, H, W)`` of the true implant's partial volume.
 
-    The implant is averaged over coarse voxels (``coarse_voxels`` fine voxels per edge), thresholded at a random
-    level in 0.3–0.7, dilated or eroded by one coarse voxel with probability 1/4 each, erased in a random blob with
-    probability 1/4, upsampled (trilinear) and shifted by up to half a coarse voxel along each axis.
+    The implant is averaged over coarse voxels (``coarse_voxels`` fine voxels per edge) and thresholded at a random
+    level in 0.2–0.8 — a thicker or thinner implant, as a coarse network draws it —, dilated or eroded by a whole
+    coarse voxel with probability 0.1 each, erased in a random blob with probability 1/4, upsampled (trilinear),
+    shifted by up to half a coarse voxel along each axis and scaled by a confidence in 0.6–1. The fine network must
+    therefore take the implant's surfaces from the skull around the defect, and only its place from this channel.
     """
     k = max(1, int(round(coarse_voxels)))
     size = implant.shape[2:]
@@ -220,17 +234,17 @@ def simulate_coarse(implant: torch.Tensor, coarse_voxels: float, generator: torc
     shift = torch.randint(-(k // 2), k // 2 + 1, (3,), generator=generator)
     blob = torch.rand(1, 1, 3, 3, 3, generator=generator)
     coarse = F.avg_pool3d(implant, k, stride=k, ceil_mode=True)
-    coarse = (coarse > 0.3 + 0.4 * draws[0]).float()
-    if draws[1] < 0.25:
+    coarse = (coarse > 0.2 + 0.6 * draws[0]).float()
+    if draws[1] < 0.1:
         coarse = F.max_pool3d(coarse, 3, stride=1, padding=1)
-    elif draws[1] < 0.5:
+    elif draws[1] < 0.2:
         coarse = -F.max_pool3d(-coarse, 3, stride=1, padding=1)
     if draws[2] < 0.25:
         keep = F.interpolate(blob.to(coarse.device), size=coarse.shape[2:], mode="trilinear", align_corners=False)
         coarse = coarse * (keep > 0.25 + 0.5 * draws[3]).float()
     up = F.interpolate(coarse, scale_factor=k, mode="trilinear", align_corners=False)[..., : size[0], : size[1],
                                                                                        : size[2]]
-    return torch.roll(up, shifts=tuple(int(s) for s in shift), dims=(2, 3, 4))
+    return torch.roll(up, shifts=tuple(int(s) for s in shift), dims=(2, 3, 4)) * (0.6 + 0.4 * draws[4])
 
 
 @dataclass

@@ -52,12 +52,15 @@ def predict_probabilities(
     amp: bool = True,
     flip_axes: tuple[int, ...] = (),
 ) -> np.ndarray:
-    """The network's sigmoid ``(N, D, H, W)`` float32 for defective skulls ``(N, D, H, W)`` on the network grid,
-    averaged with its outputs for the input mirrored along each of ``flip_axes`` (array axes of one volume, e.g.
-    ``(0,)``; each mirrored prediction is mirrored back)."""
+    """The network's sigmoid ``(N, D, H, W)`` float32 for defective skulls ``(N, D, H, W)`` on the network grid
+    (bool masks, or partial volumes as uint8 shares or floats), averaged with its outputs for the input mirrored
+    along each of ``flip_axes`` (array axes of one volume, e.g. ``(0,)``; each mirrored prediction is mirrored
+    back)."""
+    from cranialkit.preprocessing import as_fraction
+
     if any(a not in (0, 1, 2) for a in flip_axes):
         raise ValueError(f"predict_implants: flip_axes must be volume axes 0, 1 or 2, got {flip_axes}")
-    defective = np.asarray(defective, dtype=bool)
+    defective = as_fraction(defective)
     if defective.ndim != 4:
         raise ValueError(f"predict_implants: defective must be (N, D, H, W), got shape {defective.shape}")
     dev = torch.device(device)
@@ -65,7 +68,7 @@ def predict_probabilities(
     model.eval()
     out = np.zeros(defective.shape, np.float32)
     for start in range(0, len(defective), batch_size):
-        chunk = torch.from_numpy(defective[start : start + batch_size]).to(dev).float()[:, None]
+        chunk = torch.from_numpy(defective[start : start + batch_size]).to(dev)[:, None]
         with autocast_context(dev, amp):
             prob = torch.sigmoid(model(chunk).float())
             for axis in flip_axes:  # (N, 1, D, H, W): volume axis a is tensor dim a + 2
@@ -88,13 +91,16 @@ def predict_implants(
 ) -> np.ndarray:
     """Implants ``(N, D, H, W)`` bool predicted for defective skulls ``(N, D, H, W)`` on the network grid.
 
-    Whatever the target (implant or complete skull), the result is ``(p > threshold) AND NOT defective`` where
+    Whatever the target (implant or complete skull), the result is ``(p > threshold) AND NOT defective`` (the
+    defective skull's voxels at least half bone, for partial volumes) where
     ``p`` is the sigmoid of the network's output — averaged with the outputs for the input mirrored along each of
     ``flip_axes`` (array axes of one volume, e.g. ``(0,)``; each mirrored prediction is mirrored back), a cheap
     test-time augmentation that smooths the network's one-voxel hesitations. No post-processing.
     """
+    from cranialkit.preprocessing import as_mask
+
     prob = predict_probabilities(model, defective, device, batch_size, amp, flip_axes)
-    return (prob > threshold) & ~np.asarray(defective, dtype=bool)
+    return (prob > threshold) & ~as_mask(defective)
 
 
 def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu", with_state: bool = False):
@@ -187,13 +193,19 @@ class Reconstructor:
     def coarse_stage(self, defective: Volume) -> CoarseOutput:
         """The coarse network's implant probability and post-processed implant on its grid."""
         from cranialkit.io import as_mask
-        from cranialkit.preprocessing import postprocess_implant, to_grid
+        from cranialkit.preprocessing import make_grid_transform, postprocess_implant
 
         defective = as_mask(defective, "defective skull")
-        small, transform = to_grid(defective, shape=self.config.shape)
-        grid = np.asarray(small.array, bool)
-        prob = predict_probabilities(self.model, grid[None], self.device, 1, self.amp, self.flip_axes)[0]
-        prob = prob * ~grid  # the implant's probability (a "complete" network's output minus the skull)
+        transform = make_grid_transform(defective, self.config.shape)
+        if self.config.partial_volume:
+            bone = transform.fraction(defective).array
+            grid = bone >= 0.5
+        else:
+            bone = grid = transform.apply(defective).array.astype(bool)
+        prob = predict_probabilities(self.model, bone[None], self.device, 1, self.amp, self.flip_axes)[0]
+        if self.config.target == "complete":  # the implant is what the complete skull adds to the bone
+            prob = np.clip(prob - bone, 0.0, 1.0)
+        prob = prob * ~grid
         implant = prob > self.threshold
         if self.postprocess and implant.any():
             implant = postprocess_implant(implant, grid, closing_radius=self.closing_radius)

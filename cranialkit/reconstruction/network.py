@@ -32,13 +32,16 @@ MODEL_SIZES: dict[str, dict] = {
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """What is needed to rebuild a trained network: size name, target ("implant" | "complete"), grid shape (the
-    training grid, or the training patch of the fine stage), number of input channels."""
+    """What is needed to rebuild a trained network and feed it: size name, target ("implant" | "complete"), grid
+    shape (the training grid, or the training patch of the fine stage), number of input channels, and whether its
+    inputs are partial volumes (the share of each grid voxel that is bone, ``GridTransform.fraction``) rather than
+    nearest-neighbour masks."""
 
     size: str = "tiny"
     target: str = "implant"
     shape: tuple[int, int, int] = (64, 64, 64)
     in_channels: int = 1
+    partial_volume: bool = False
 
     def __post_init__(self) -> None:
         if self.size not in MODEL_SIZES:
@@ -65,7 +68,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
         return cls(size=data["size"], target=data["target"], shape=tuple(data["shape"]),
-                   in_channels=int(data.get("in_channels", 1)))
+                   in_channels=int(data.get("in_channels", 1)), partial_volume=bool(data.get("partial_volume", False)))
 
     def build(self) -> torch.nn.Module:
         """A new (untrained) network of this configuration."""

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from cranialkit.config import cpu_threads, seed_everything, supports_autocast
 from cranialkit.config import device as pick_device
-from cranialkit.config import seed_everything, supports_autocast
 from cranialkit.jobs import atomic_torch_save, atomic_write_text, load_weights
 from cranialkit.reconstruction import distributed
 from cranialkit.reconstruction.data import MixedBatches, TrainingSource, make_loader
@@ -61,6 +61,7 @@ class TrainConfig:
     progress: bool = True
     time_limit_s: float | None = None  # stop (and save) early when the wall time of this call exceeds it
     loss: str = "dice"  # "dice" (binary targets) or "dice+bce" (targets that are fractions, the fine stage)
+    threads: int | None = None  # CPU threads; None: chosen from the free cores (cranialkit.config.cpu_threads)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "val_every"):
@@ -108,13 +109,15 @@ def validate(
 ) -> dict:
     """Mean implant DSC, boundary DSC and HD95 (mm) over validation cases on the training grid.
 
-    ``val`` is a ``cranialkit.preprocessing.CaseArrays`` (``defective``, ``implant``, ``spacing_mm``). Predictions
-    are thresholded and made disjoint from the defective skull, without further post-processing.
+    ``val`` is a ``cranialkit.preprocessing.CaseArrays`` (``defective``, ``implant``, ``spacing_mm``; masks or
+    partial volumes, scored as the voxels at least half covered). Predictions are thresholded and made disjoint from
+    the defective skull, without further post-processing.
     """
     from cranialkit.metrics import evaluate_implant
+    from cranialkit.preprocessing import as_mask
 
     pred = predict_implants(model, val.defective, target, device, batch_size, amp)
-    truth, defective = np.asarray(val.implant, bool), np.asarray(val.defective, bool)
+    truth, defective = as_mask(val.implant) & ~as_mask(val.defective), as_mask(val.defective)
     rows = [evaluate_implant(pred[i], truth[i], defective[i], val.spacing_mm[i]) for i in range(len(pred))]
     return {key: float(np.mean([r[key] for r in rows])) for key in ("dsc", "bdsc", "hd95")}
 
@@ -159,6 +162,7 @@ def train(
     resume: bool = True,
     stop_after: int | None = None,
     extra_state: dict | None = None,
+    init_weights: str | Path | None = None,
 ) -> TrainResult:
     """Train a residual U-Net on ``sources`` (mixed by weight), validating on ``val`` (``CaseArrays``, an object
     with a ``score(model, device, amp)`` method, or None).
@@ -167,7 +171,10 @@ def train(
     and ``target_name``, e.g. the fine stage's patches). ``run_dir`` holds ``last.pt``, ``best.pt`` and
     ``history.json``; with ``resume`` an existing ``last.pt`` is continued. ``stop_after`` ends this call after
     that many total steps (saving ``last.pt``), as an interruption would; call again to resume. ``extra_state``
-    (plain values) is stored in every checkpoint, e.g. the fine stage's settings. Returns a :class:`TrainResult`.
+    (plain values) is stored in every checkpoint, e.g. the fine stage's settings. ``init_weights``: a checkpoint
+    of a network with the same configuration whose weights a new run starts from (pretraining, e.g. on phantoms,
+    then fine-tuning); optimizer and schedule start afresh, and a resumed run ignores it. Returns a
+    :class:`TrainResult`.
     """
     dist_info = distributed.current()
     dev = distributed.device_for(dist_info, pick_device(train_config.device))
@@ -177,6 +184,10 @@ def train(
         batches = MixedBatches(sources, train_config.batch_size, train_config.seed)
     if batches.shape != model_config.shape:
         raise ValueError(f"training cases are on grid {batches.shape}, the model expects {model_config.shape}")
+    if getattr(batches, "partial_volume", False) != model_config.partial_volume and not hasattr(sources, "batch"):
+        kind = "partial volumes" if model_config.partial_volume else "masks"
+        raise ValueError(f"the model takes {kind}, the training sources do not give them; prepare the cases with "
+                         f"stack_cases(..., partial_volume={model_config.partial_volume})")
     if batches.target_name != model_config.target:
         raise ValueError(
             f"training sources give {batches.target_name!r} targets, the model predicts {model_config.target!r}"
@@ -189,6 +200,11 @@ def train(
 
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest convolutions
+    elif dev.type == "cpu":
+        threads, why = cpu_threads(train_config.threads)
+        torch.set_num_threads(threads)
+        if train_config.progress and dist_info.is_main:
+            print(f"training on the CPU with {threads} thread{'s' if threads > 1 else ''} ({why})", flush=True)
     seed_everything(train_config.seed)
     model = model_config.build().to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
@@ -216,6 +232,12 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step, history, best = int(state["step"]), state["history"], float(state["best_dsc"])
+    elif init_weights is not None:
+        start = load_training_state(init_weights)
+        if ModelConfig.from_dict(start["model_config"]) != model_config:
+            raise ValueError(f"{init_weights}: the weights are of a network "
+                             f"{ModelConfig.from_dict(start['model_config'])}, not {model_config}")
+        load_weights(model, start["model"], init_weights)
 
     net = model
     if dist_info.world > 1:
