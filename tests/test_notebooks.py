@@ -122,3 +122,24 @@ def test_notebook_09_loads_the_models_of_04_to_08(tmp_path_factory):
         assert f"found: {path.name}" in text, f"notebook 09 did not find {name}'s model {path.name}"
         assert os.stat(path).st_mtime_ns == stamps[name], f"notebook 09 trained {name} again"
         assert find_checkpoints("generator", name) == before[name], f"notebook 09 made a new {name} model"
+
+
+@pytest.mark.notebook
+def test_notebook_12_real_data_path_in_smoke_mode(tmp_path_factory):
+    """Notebook 12's scarce-data study on a small dataset in SkullFix's own layout: the learning curve of every
+    configuration over two training-set sizes, as a table and a figure."""
+    from conftest import skullfix_like
+
+    data = skullfix_like(tmp_path_factory.mktemp("skullfix_like"), n_subjects=5)
+    (notebook,) = [p for p in NOTEBOOKS if p.name.startswith("12")]
+    out_dir = tmp_path_factory.getbasetemp() / "executed" / "12_real_data"
+    run = execute_notebook(notebook, out_dir, {"smoke": True, "data": str(data), "sizes": [2, 3], "val_cases": 2},
+                           timeout_s=900, export_html=False)
+    assert run.ok, f"{notebook.name} failed: {run.error} (see {run.output})"
+    executed = nbformat.read(run.output, as_version=4)
+    (cell,) = [c for c in executed.cells if c.cell_type == "code" and "run_scarce_study(" in c.source]
+    html = "".join(o.get("data", {}).get("text/html", "") for o in cell.outputs)
+    for configuration in ("no augmentation", "geometric + registration", "phantom pretraining + geometric"):
+        assert configuration in html, f"the learning-curve table has no row for {configuration!r}"
+    images = image_outputs(nbformat.v4.new_notebook(cells=[cell]))
+    assert len(images) == 1 and not image_is_blank(images[0]), "the learning curves are not shown"

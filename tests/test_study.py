@@ -23,6 +23,7 @@ from cranialkit.preprocessing import stack_cases
 from cranialkit.runner import image_is_blank
 from cranialkit.study import (
     SCARCE_CONFIGURATIONS,
+    SMOKE_PREPARATION,
     ScarceStudy,
     StudyConfig,
     StudyRun,
@@ -105,9 +106,7 @@ def test_run_study_trains_evaluates_and_resumes(tmp_path):
 
 # --------------------------------------------------------------------------------------------- scarce-data study
 
-# Tiny settings of every stage: a few steps of the smoke coarse recipe (32³), registration and the generator at 16³.
-TINY = dict(val_subjects=2, recipe="smoke", steps=2, registration_pairs=4, registration_resolution=16,
-            generator_resolution=16, generator_steps=300, n_generated=16, pretrain_subjects=2)
+TINY = dict(val_subjects=2, recipe="smoke", steps=2, registration_pairs=4, **SMOKE_PREPARATION)
 
 
 @pytest.fixture(scope="module")

@@ -94,6 +94,7 @@ def plot_learning_curves(curve, metrics: tuple[str, ...] = ("dsc", "hd95"),
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=9, frameon=False)
     seeds = int(curve["seeds"].max()) if len(curve) else 0
-    fig.suptitle(f"{title}\nline: mean over {seeds} seed{'s' * (seeds != 1)}; band: their range")
+    spread = f"line: mean over {seeds} seeds; band: their range" if seeds > 1 else "one seed: no spread shown"
+    fig.suptitle(f"{title}\n{spread}")
     fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(labels) - 1) // 3), 1, 1))
     return fig
