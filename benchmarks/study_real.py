@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import RECORDS, describe_machine, make_record, table, write_record  # noqa: E402
+from report import RECORDS, describe_machine, make_record, table, validate  # noqa: E402
 
 BENCHMARK = "study_real"
 
@@ -103,7 +103,7 @@ def write_report(args: argparse.Namespace, study, argv: list[str]) -> Path | Non
 
     import matplotlib.pyplot as plt
 
-    from cranialkit.jobs import Manifest
+    from cranialkit.jobs import Manifest, atomic_path, atomic_write_text
     from cranialkit.study import difference_table, learning_curve_table, read_scarce_results
     from cranialkit.viz.study import plot_learning_curves
 
@@ -137,12 +137,9 @@ def write_report(args: argparse.Namespace, study, argv: list[str]) -> Path | Non
                             note="* the two ranges over seeds do not overlap."))
     figure = plot_learning_curves(curve, title=f"{Path(study.data).name}: how many real skulls is each augmentation "
                                   f"worth? (coarse stage, {study.coarse_settings()['resolution']}³)")
-    args.json.mkdir(parents=True, exist_ok=True)
-    png = args.json / f"{BENCHMARK}.png"
-    temporary = png.with_name(f".{png.name}.tmp.png")
-    figure.savefig(temporary, dpi=110)
+    with atomic_path(args.json / f"{BENCHMARK}.png", suffix=".png") as temporary:  # processes may share a study
+        figure.savefig(temporary, dpi=110)
     plt.close(figure)
-    os.replace(temporary, png)
     preparation = Manifest(args.out / "preparation.jsonl").records()
     hours = (sum(r.seconds for r in runs) + sum(r["seconds"] for r in preparation)) / 3600
     identity = json.loads((args.out / "identity.json").read_text())
@@ -171,7 +168,17 @@ def write_report(args: argparse.Namespace, study, argv: list[str]) -> Path | Non
                          command=_command(argv), notes=notes, figure=f"benchmarks/{BENCHMARK}.png",
                          settings=settings, hours=round(hours, 2),
                          curve=json.loads(curve.to_json(orient="records")))
-    return write_record(args.json / f"{BENCHMARK}.json", record)
+    path = args.json / f"{BENCHMARK}.json"
+    validate(record, str(path))
+    return atomic_write_text(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+
+
+def _report_now(args: argparse.Namespace, study, argv: list[str]) -> None:
+    """The record after a finished run; a record that cannot be written stops no training."""
+    try:
+        write_report(args, study, argv)
+    except OSError as exc:
+        print(f"warning: the record was not written ({exc}); the results are safe in {args.out}", flush=True)
 
 
 def _device_name(device: str) -> str:
@@ -203,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             run_scarce_study(study, args.out, device=args.device, progress=args.progress,
                              log=lambda line: print(line, flush=True),
-                             on_run_done=lambda run: write_report(args, study, argv))
+                             on_run_done=lambda run: _report_now(args, study, argv))
         except KeyboardInterrupt:
             print(f"stopped after {(time.perf_counter() - started) / 60:.1f} min; "
                   f"{len(read_scarce_results(args.out))} runs are finished in {args.out}; the same command resumes",
