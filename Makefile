@@ -34,7 +34,8 @@ lab: setup
 	$(BIN)/jupyter lab notebooks
 
 # Benchmarks: each writes its record into docs/benchmarks/ (benchmarks/report.py says how); the page follows.
-# real_data_quality needs a real dataset: run it by hand (see its docstring).
+# real_data_quality and study_real (hours on a CPU; resumable) need a real dataset: run them by hand (see their
+# docstrings).
 BENCHMARKS := phantom_speed registration train_speed reconstruction_quality generators generator_quality ldm_speed \
 	render_export
 bench: setup
