@@ -266,6 +266,15 @@ class ScarceStudy:
                 raise ValueError(f"{name} must be >= 1 (or None for the default), got {getattr(self, name)}")
         if not (math.isfinite(self.extra_weight) and self.extra_weight > 0):
             raise ValueError(f"extra_weight must be > 0, got {self.extra_weight}")
+        if self.sampler not in ("random", "uds"):
+            raise ValueError(f"sampler must be 'random' or 'uds', got {self.sampler!r}")
+        if any("generator" in c for c in configurations):
+            from cranialkit.generative.recipes import recipe
+
+            try:
+                recipe(self.generator)
+            except KeyError as exc:
+                raise ValueError(f"generator: {exc.args[0]}") from None
         object.__setattr__(self, "data", str(self.data))
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "seeds", seeds)

@@ -148,6 +148,11 @@ def test_scarce_study_settings_are_checked_up_front():
         ScarceStudy("data", recipe="laptop")
     with pytest.raises(ValueError, match="extra_weight"):
         ScarceStudy("data", extra_weight=0)
+    with pytest.raises(ValueError, match="no training recipe for 'gan'"):
+        ScarceStudy("data", generator="gan")
+    assert ScarceStudy("data", generator="gan", configurations=("geometric",)).generator == "gan", "not used"
+    with pytest.raises(ValueError, match="sampler"):
+        ScarceStudy("data", sampler="grid")
     assert run_name(5, "geometric + registration", 1) == "n005_geometric___registration_seed1"
 
 
