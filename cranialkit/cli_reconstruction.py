@@ -66,24 +66,26 @@ def _stage_settings(args: argparse.Namespace, stage: str) -> dict:
 
 def _checked_configs(args: argparse.Namespace) -> dict:
     """Each stage's settings, with its network configuration checked before any data is prepared."""
-    from cranialkit.reconstruction.recipes import coarse_model_config, fine_configs
+    from cranialkit.reconstruction.recipes import _coarse_config, coarse_model_config, fine_configs
 
     stages = ("coarse", "fine") if args.stage == "both" else (args.stage,)
     settings = {stage: _stage_settings(args, stage) for stage in stages}
-    try:
-        if "coarse" in settings:
+    if "coarse" in settings:
+        try:
             coarse_shape = coarse_model_config(settings["coarse"]).shape
-        elif args.coarse_checkpoint is not None:
-            from cranialkit.reconstruction.recipes import _coarse_config
-
-            coarse_shape = _coarse_config(args.coarse_checkpoint).shape
-        else:
-            coarse_shape = (args.resolution or _stage_settings(args, "coarse")["resolution"],) * 3
-        if "fine" in settings:
+        except ValueError as exc:
+            raise UsageError(f"--resolution {settings['coarse']['resolution']}: {exc}; choose another --resolution "
+                             f"or --size") from exc
+    elif args.coarse_checkpoint is not None:
+        coarse_shape = _coarse_config(args.coarse_checkpoint).shape
+    else:
+        coarse_shape = (args.resolution,) * 3
+    if "fine" in settings:
+        try:
             fine_configs(settings["fine"], coarse_shape)
-            settings["fine"]["coarse_shape"] = list(coarse_shape)
-    except ValueError as exc:
-        raise UsageError(f"--recipe {args.recipe}: {exc}; change --resolution, --patch or --size") from exc
+        except ValueError as exc:
+            raise UsageError(f"--patch {settings['fine']['patch']}: {exc}; choose another --patch or --size") from exc
+        settings["fine"]["coarse_shape"] = list(coarse_shape)
     return settings
 
 

@@ -262,12 +262,12 @@ CASES = [
     ("generate_other_checkpoint", lambda w: ["generate", "--checkpoint", w["vae_b"], "--n", "2", "--out",
                                              w["gen_a"], "--device", "cpu"], 1, ["gen_a", "generator.weights"]),
     ("train_other_lr", lambda w: ["train", *PHANTOMS, "--resolution", RESOLUTION, "--steps", "1", "--val-every", "1",
-                                  "--run-dir", w["run_a"], "--lr", "0.1"], 1, ["run_a", "lr: 0.002 → 0.1"]),
+                                  "--run-dir", w["run_a"], "--lr", "0.1"], 1, ["run_a", "lr: 0.003 → 0.1"]),
     ("train_other_data", lambda w: ["train", "--data", w["ds_good"], "--resolution", RESOLUTION, "--steps", "1",
                                     "--val-every", "1", "--run-dir", w["run_a"]], 1, ["run_a", "data."]),
     ("train_other_size", lambda w: ["train", *PHANTOMS, "--resolution", RESOLUTION, "--steps", "1", "--val-every",
-                                    "1", "--run-dir", w["run_a"], "--size", "compact"], 1,
-     ["run_a", "model.size: tiny → compact"]),
+                                    "1", "--run-dir", w["run_a"], "--size", "tiny"], 1,
+     ["run_a", "size: compact → tiny"]),
 ]
 ENVIRONMENTS = {"data_dir_is_a_file": lambda w: {"CRANIALKIT_DATA_DIR": str(w["data_file"])}}
 

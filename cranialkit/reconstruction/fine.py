@@ -428,6 +428,7 @@ class FineStage:
         self.flip_axes = tuple(int(a) for a in flip_axes)
         self.threshold = float(threshold)
         self.overlap = float(overlap)
+        self.coarse_checkpoint: str | None = None  # the coarse stage it was validated with, when it was trained so
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: torch.device | str = "cpu", **kwargs) -> FineStage:
@@ -436,7 +437,9 @@ class FineStage:
         model, model_config, state = load_checkpoint(path, device, with_state=True)
         if "fine_config" not in state:
             raise ValueError(f"{path}: a coarse-stage checkpoint (grid {model_config.shape}), not a fine stage")
-        return cls(model, model_config, FineConfig.from_dict(state["fine_config"]), device, **kwargs)
+        stage = cls(model, model_config, FineConfig.from_dict(state["fine_config"]), device, **kwargs)
+        stage.coarse_checkpoint = str(state.get("coarse_checkpoint", "")) or None
+        return stage
 
     def probability(self, inputs: FineInputs) -> np.ndarray:
         return fine_probability(self.model, inputs.inputs, self.config.patch, self.device, self.amp, self.flip_axes,

@@ -116,8 +116,9 @@ def train_stage(
         coarse_shape = _coarse_config(coarse_checkpoint).shape
     model_config, fine = fine_configs(settings, coarse_shape)
     batches, val = _fine_data(fine, settings, train_cases, val_cases, mix, coarse_checkpoint, seed, device, progress)
-    return train(model_config, config, batches, val, run_dir, stop_after=stop_after,
-                 extra_state={"fine_config": fine.to_dict()}, init_weights=init_weights)
+    extra = {"fine_config": fine.to_dict(), "coarse_checkpoint": str(coarse_checkpoint or "")}
+    return train(model_config, config, batches, val, run_dir, stop_after=stop_after, extra_state=extra,
+                 init_weights=init_weights)
 
 
 def _coarse_config(checkpoint: str | os.PathLike) -> ModelConfig:
