@@ -13,7 +13,8 @@ two processes given the same ``--out`` share its runs.
 
 After every finished run (and with ``--report-only``, without training) the record
 ``docs/benchmarks/study_real.json`` and its figure ``study_real.png`` are written from all results in the folder
-(``--json`` chooses another folder); ``make bench-report`` puts them on the benchmarks page.
+(``--json`` chooses another folder); ``make bench-report`` puts them on the benchmarks page. ``--note "..."``
+(repeatable) heads the record's notes with what the curves show.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, default=RECORDS, help="folder of the benchmark record and figure")
     parser.add_argument("--report-only", action="store_true", help="write the record from the results; no training")
+    parser.add_argument("--note", action="append", default=[], help="a sentence for the record's notes (repeatable): "
+                        "what the curves show")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
                         help="progress bars (default: on a terminal)")
     args = parser.parse_args(argv)
@@ -163,6 +166,7 @@ def write_report(args: argparse.Namespace, study, argv: list[str]) -> Path | Non
              f"fine-tuning as 'geometric'."]
     if skipped:
         notes.append("Not trained: " + "; ".join(skipped) + ".")
+    notes = [*args.note, *notes]
     record = make_record(BENCHMARK, "The scarce-data study on real skulls (notebook 12's learning curve)", tables,
                          threads=args.threads, device=describe_machine(_device_name(args.device)),
                          command=_command(argv), notes=notes, figure=f"benchmarks/{BENCHMARK}.png",

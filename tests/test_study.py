@@ -280,6 +280,10 @@ def test_benchmark_script_killed_then_rerun_completes_and_writes_its_record(real
     assert str(tmp_path) not in record["command"] and "<study>" in record["command"]
     assert not image_is_blank((records / "study_real.png").read_bytes())
     assert len(read_scarce_results(out)) == 4
+    noted = subprocess.run([*command, "--report-only", "--note", "Geometric is best."], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert noted.returncode == 0 and "wrote" in noted.stdout and "[1/" not in noted.stdout, "no run started"
+    assert json.loads((records / "study_real.json").read_text())["notes"][0] == "Geometric is best."
     bad = subprocess.run([*command[:-4], "--steps", "31", "--json", str(records)], env=env, capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 1 and "steps" in bad.stderr and "Traceback" not in bad.stderr
