@@ -250,8 +250,7 @@ class GridTransform:
         taken to a 3 mm grid this way and interpolated back to the original grid keeps a DSC near 0.97 against
         itself, against 0.90 for nearest neighbour (real SkullFix cases).
         """
-        array = self._check_original(volume)
-        out = array.astype(np.float32) if array.dtype != np.float32 else array
+        out = self._check_original(volume)
         for axis in range(3):
             out = _box_mean_along(out, axis, self.start[axis] + np.arange(self.shape[axis]) * self.step[axis],
                                   float(self.step[axis]))
@@ -307,7 +306,9 @@ def _box_mean_along(array: np.ndarray, axis: int, centres: np.ndarray, width: fl
     out_shape[axis] = len(centres)
     if last == first:  # every interval lies outside the array
         return np.zeros(out_shape, np.float32)
-    part = np.take(array, np.arange(first, last), axis=axis)  # only the voxels some interval touches
+    window = [slice(None)] * 3
+    window[axis] = slice(first, last)
+    part = array[tuple(window)]  # only the voxels some interval touches (a view)
     zero_shape = list(part.shape)
     zero_shape[axis] = 1
     running = np.concatenate([np.zeros(zero_shape, np.float32), np.cumsum(part, axis=axis, dtype=np.float32)],

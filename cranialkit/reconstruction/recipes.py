@@ -108,7 +108,7 @@ def train_stage(
     run_dir = Path(run_dir) if run_dir is not None else None
     if stage == "coarse":
         model_config = coarse_model_config(settings)
-        sources, val = _coarse_data(model_config, settings["augment"], train_cases, val_cases, mix)
+        sources, val = _coarse_data(model_config, settings["augment"], train_cases, val_cases, mix, progress)
         return train(model_config, config, sources, val, run_dir, stop_after=stop_after, init_weights=init_weights)
     if coarse_shape is None:
         if coarse_checkpoint is None:
@@ -130,7 +130,7 @@ def _coarse_config(checkpoint: str | os.PathLike) -> ModelConfig:
     return ModelConfig.from_dict(state["model_config"])
 
 
-def _coarse_data(model_config: ModelConfig, augment: str, train_cases, val_cases, mix):
+def _coarse_data(model_config: ModelConfig, augment: str, train_cases, val_cases, mix, progress: bool):
     from cranialkit.augment.geometric import preset
     from cranialkit.preprocessing import stack_cases
     from cranialkit.reconstruction.data import source_from_arrays
@@ -138,12 +138,13 @@ def _coarse_data(model_config: ModelConfig, augment: str, train_cases, val_cases
     pv = model_config.partial_volume
 
     def source(name: str, dataset, weight: float):
-        arrays = stack_cases(dataset, model_config.shape, partial_volume=pv)
+        arrays = stack_cases(dataset, model_config.shape, partial_volume=pv, progress=progress)
         return source_from_arrays(name, arrays, model_config.target, weight, preset(augment, soft=pv))
 
     sources = [source("cases", train_cases, 1.0)] + [source(name, data, weight) for name, data, weight in mix]
-    val = stack_cases(val_cases, model_config.shape, partial_volume=pv) if val_cases is not None and len(
-        val_cases) else None
+    val = None
+    if val_cases is not None and len(val_cases):
+        val = stack_cases(val_cases, model_config.shape, partial_volume=pv, progress=progress)
     return sources, val
 
 
