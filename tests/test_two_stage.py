@@ -19,6 +19,7 @@ from cranialkit.reconstruction.fine import (
     fine_augmentation,
     fine_cases,
     fine_inputs,
+    round_trips,
     simulate_coarse,
 )
 from cranialkit.reconstruction.inference import Reconstructor
@@ -202,3 +203,30 @@ def test_stages_that_do_not_fit_are_refused(tmp_path):
     with pytest.raises(ValueError, match="coarse stage on a"):
         Reconstructor(ModelConfig("tiny", "implant", (64, 64, 64)).build(), ModelConfig("tiny", "implant", (64,) * 3),
                       "cpu", fine=fine)
+
+
+def test_round_trips_rank_the_representations(phantoms):
+    """The true implant to a grid and back: partial volumes keep more than nearest neighbour, a fine grid more than a
+    coarse one — the ceiling each stage works under."""
+    case = [c for c in phantoms.cases if c.defect_class == "skullfix"][0]
+    defective, implant = case.defective, case.implant
+    config = FineConfig(spacing_mm=1.5, margin_mm=6.0, patch=(16, 16, 16), coarse_shape=(40, 40, 40))
+    trips = round_trips(defective, implant, config)
+    scores = {name: dice(mask, implant.array) for name, mask in trips.items()}
+    assert all(not (mask & defective.array).any() for mask in trips.values())
+    assert scores["fine grid, partial volume"] > scores["coarse grid, partial volume"] > scores["coarse grid, nearest"]
+    assert scores["fine grid, partial volume"] > 0.95
+
+
+def test_recipes_override_and_refuse_unknown_settings():
+    from cranialkit.reconstruction.recipes import coarse_model_config, fine_configs, recipe
+
+    fine = recipe("cpu", "fine", steps=10, size=None)
+    assert fine["steps"] == 10 and fine["size"] == recipe("cpu", "fine")["size"]  # None leaves the recipe's value
+    with pytest.raises(ValueError, match="unknown settings"):
+        recipe("cpu", "coarse", spacing_mm=1.0)
+    with pytest.raises(ValueError, match="unknown recipe"):
+        recipe("laptop", "coarse")
+    coarse = coarse_model_config(recipe("cpu", "coarse"))
+    model, config = fine_configs(recipe("cpu", "fine"), coarse.shape)
+    assert coarse.partial_volume and model.in_channels == 2 and config.coarse_shape == coarse.shape
