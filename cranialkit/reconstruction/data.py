@@ -105,27 +105,20 @@ def item_generator(seed: int, step: int, item: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-class MixedBatches:
-    """Deterministic training batches mixed from several sources by weight.
+class WeightedBatches:
+    """Deterministic batches whose items come from sources picked by weight: item ``b`` of step ``s`` depends only
+    on ``(seed, s, b)`` (:func:`item_generator`). Subclasses say how an item is made from its source
+    (:meth:`item`); ``batch`` stacks the items of one step.
 
-    ``batch(step)`` returns ``(defective, target, names)``: float tensors ``(B, 1, D, H, W)`` in {0, 1} on
-    ``device`` and the source name of each item. With ``rank``/``world`` (DDP) only items ``rank, rank + world, …``
-    of the global batch are made. Augmentation runs on ``device`` (a GPU augments its own batch).
+    ``batch(step)`` returns ``(inputs, target, names)``: float tensors ``(B, C, D, H, W)`` on ``device`` and the
+    source name of each item. With ``rank``/``world`` (DDP) only items ``rank, rank + world, …`` of the global batch
+    are made. Augmentation runs on ``device`` (a GPU augments its own batch).
     """
 
-    def __init__(self, sources: Sequence[TrainingSource], batch_size: int, seed: int = 0):
+    def __init__(self, sources: Sequence, batch_size: int, seed: int = 0):
         sources = [s for s in sources if s.weight > 0]
         if not sources:
             raise ValueError("no training source with a positive weight")
-        shapes = {s.name: s.shape for s in sources}
-        if len(set(shapes.values())) != 1:
-            raise ValueError(f"training sources have different grid shapes: {shapes}")
-        kinds = {s.name: "partial volumes" if s.partial_volume else "masks" for s in sources}
-        if len(set(kinds.values())) != 1:
-            raise ValueError(f"training sources mix masks and partial volumes: {kinds}")
-        targets = {s.name: s.target_name for s in sources}
-        if len(set(targets.values())) != 1:
-            raise ValueError(f"training sources have different targets: {targets}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.sources = list(sources)
@@ -133,6 +126,36 @@ class MixedBatches:
         self.seed = int(seed)
         weights = torch.tensor([s.weight for s in self.sources], dtype=torch.float64)
         self.probabilities = weights / weights.sum()
+
+    def pick(self, step: int, index: int):
+        """The random generator of item ``index`` at ``step`` and the source it draws from."""
+        generator = item_generator(self.seed, step, index)
+        return generator, self.sources[int(torch.multinomial(self.probabilities, 1, generator=generator))]
+
+    def item(self, step: int, index: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, str]:
+        raise NotImplementedError
+
+    def batch(
+        self, step: int, device: torch.device | str = "cpu", rank: int = 0, world: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """The (part for ``rank`` of the) batch of training step ``step``."""
+        if self.batch_size % world:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by the number of processes {world}")
+        items = [self.item(step, i, device) for i in range(rank, self.batch_size, world)]
+        return torch.cat([x for x, _, _ in items]), torch.cat([t for _, t, _ in items]), [n for _, _, n in items]
+
+
+class MixedBatches(WeightedBatches):
+    """Deterministic training batches of whole cases on the training grid, mixed from :class:`TrainingSource` s by
+    weight: ``(defective, target)`` tensors ``(B, 1, D, H, W)`` in [0, 1] (masks: {0, 1})."""
+
+    def __init__(self, sources: Sequence[TrainingSource], batch_size: int, seed: int = 0):
+        super().__init__(sources, batch_size, seed)
+        for what, value in (("grid shapes", lambda s: s.shape), ("targets", lambda s: s.target_name),
+                            ("kinds (masks, partial volumes)", lambda s: s.partial_volume)):
+            found = {s.name: value(s) for s in self.sources}
+            if len(set(found.values())) != 1:
+                raise ValueError(f"training sources have different {what}: {found}")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -148,9 +171,7 @@ class MixedBatches:
 
     def item(self, step: int, index: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, str]:
         """Item ``index`` of the batch of ``step``: defective and target ``(1, 1, D, H, W)`` and the source name."""
-        generator = item_generator(self.seed, step, index)
-        which = int(torch.multinomial(self.probabilities, 1, generator=generator))
-        source = self.sources[which]
+        generator, source = self.pick(step, index)
         case = int(torch.randint(len(source), (1,), generator=generator))
         scale = 255.0 if source.partial_volume else 1.0
         defective = torch.from_numpy(source.defective[case]).to(device).float()[None, None] / scale
@@ -161,17 +182,6 @@ class MixedBatches:
             if source.partial_volume:  # trilinear interpolation may overshoot [0, 1] by a rounding error
                 defective, target = defective.clamp(0, 1), target.clamp(0, 1)
         return defective, target, source.name
-
-    def batch(
-        self, step: int, device: torch.device | str = "cpu", rank: int = 0, world: int = 1
-    ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """The (part for ``rank`` of the) batch of training step ``step``."""
-        if self.batch_size % world:
-            raise ValueError(f"batch_size {self.batch_size} is not divisible by the number of processes {world}")
-        items = [self.item(step, i, device) for i in range(rank, self.batch_size, world)]
-        defective = torch.cat([d for d, _, _ in items])
-        target = torch.cat([t for _, t, _ in items])
-        return defective, target, [n for _, _, n in items]
 
 
 class StepBatchDataset(torch.utils.data.Dataset):

@@ -45,8 +45,9 @@ from cranialkit.preprocessing import (
     box_grid_transform,
     largest_component,
     make_grid_transform,
+    to_shares,
 )
-from cranialkit.reconstruction.data import item_generator
+from cranialkit.reconstruction.data import WeightedBatches
 from cranialkit.reconstruction.network import ModelConfig
 from cranialkit.volume import Volume
 
@@ -139,13 +140,10 @@ class FineCase:
         return self._centres
 
 
-def _to_u8(fraction: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(fraction, 0, 1) * 255).astype(np.uint8)
-
-
 def prepare_fine_case(case, config: FineConfig) -> FineCase:
     """Read a case with ground truth and put its true implant's surroundings on the fine grid (training region:
     the implant's box plus ``margin_mm`` plus half a patch, so that every patch centred near the implant is real)."""
+    from cranialkit.data.datasets import check_case_volumes
     from cranialkit.io import read_mask
 
     defective = read_mask(case.defective_path)
@@ -154,12 +152,13 @@ def prepare_fine_case(case, config: FineConfig) -> FineCase:
         raise ValueError(f"{case.defective_path}: case {case.key} has no implant or complete skull to train on")
     if not implant.array.any():
         raise ValueError(f"{case.defective_path}: the implant of case {case.key} is empty")
+    check_case_volumes(case, defective, implant=implant)  # one grid; implant off the skull
     lo, hi = bounding_box(implant.array)
     transform = box_grid_transform(defective, lo, hi, None, config.margin_mm + config.context_mm, config.spacing_mm)
     coarse = make_grid_transform(defective, config.coarse_shape)
     return FineCase(
-        case.case_id, case.defect_class, transform, _to_u8(transform.fraction(defective).array),
-        _to_u8(transform.fraction(implant).array), float(coarse.spacing_mm.max() / config.spacing_mm),
+        case.case_id, case.defect_class, transform, to_shares(transform.fraction(defective).array),
+        to_shares(transform.fraction(implant).array), float(coarse.spacing_mm.max() / config.spacing_mm),
     )
 
 
@@ -273,10 +272,9 @@ def _patch(array: np.ndarray, corner: np.ndarray, size: Sequence[int]) -> np.nda
     return out
 
 
-class FineBatches:
-    """Deterministic batches of fine patches mixed from several sources by weight (as
-    :class:`~cranialkit.reconstruction.data.MixedBatches`: item ``b`` of step ``s`` depends only on ``(seed, s, b)``,
-    so a resumed run sees the batches an uninterrupted one would).
+class FineBatches(WeightedBatches):
+    """Deterministic batches of fine patches mixed from several :class:`FineSource` s by weight (item ``b`` of step
+    ``s`` depends only on ``(seed, s, b)``, so a resumed run sees the batches an uninterrupted one would).
 
     ``batch(step)`` returns ``(inputs, target, names)``: ``inputs`` ``(B, 2, *patch)`` (defective skull, coarse
     implant), ``target`` ``(B, 1, *patch)`` (implant partial volume). A patch is centred on a random implant voxel
@@ -287,26 +285,16 @@ class FineBatches:
 
     def __init__(self, sources: Sequence[FineSource], batch_size: int, patch: Sequence[int], seed: int = 0,
                  on_implant: float = 0.8):
-        sources = [s for s in sources if s.weight > 0]
-        if not sources:
-            raise ValueError("no fine training source with a positive weight")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.sources = list(sources)
-        self.batch_size = int(batch_size)
+        super().__init__(sources, batch_size, seed)
         self.patch = tuple(int(p) for p in patch)
-        self.seed = int(seed)
         self.on_implant = float(on_implant)
-        weights = torch.tensor([s.weight for s in self.sources], dtype=torch.float64)
-        self.probabilities = weights / weights.sum()
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.patch  # type: ignore[return-value]
 
     def item(self, step: int, index: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, str]:
-        generator = item_generator(self.seed, step, index)
-        source = self.sources[int(torch.multinomial(self.probabilities, 1, generator=generator))]
+        generator, source = self.pick(step, index)
         case = source.cases[int(torch.randint(len(source.cases), (1,), generator=generator))]
         patch = np.asarray(self.patch)
         draws = torch.rand(4, generator=generator).numpy()
@@ -329,13 +317,6 @@ class FineBatches:
             sample = source.augment(sample, generator)
         inputs = torch.cat([sample["defective"], sample["coarse"]], dim=1).clamp(0, 1)  # interpolation overshoots
         return inputs, sample["implant"].clamp(0, 1), source.name
-
-    def batch(self, step: int, device: torch.device | str = "cpu", rank: int = 0,
-              world: int = 1) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        if self.batch_size % world:
-            raise ValueError(f"batch_size {self.batch_size} is not divisible by the number of processes {world}")
-        items = [self.item(step, i, device) for i in range(rank, self.batch_size, world)]
-        return torch.cat([x for x, _, _ in items]), torch.cat([t for _, t, _ in items]), [n for _, _, n in items]
 
 
 # --------------------------------------------------------------------------------------------- inference
