@@ -205,7 +205,8 @@ class Reconstructor:
         prob = predict_probabilities(self.model, bone[None], self.device, 1, self.amp, self.flip_axes)[0]
         if self.config.target == "complete":  # the implant is what the complete skull adds to the bone
             prob = np.clip(prob - bone, 0.0, 1.0)
-        prob = prob * ~grid
+        # An implant takes what the bone leaves: all of a voxel without bone, at most the rest of a partial one.
+        prob = np.minimum(prob, 1.0 - bone) if self.config.partial_volume else prob * ~grid
         implant = prob > self.threshold
         if self.postprocess and implant.any():
             implant = postprocess_implant(implant, grid, closing_radius=self.closing_radius)
