@@ -221,27 +221,19 @@ def fine_augmentation(name: str = "mild") -> Compose:
 def simulate_coarse(implant: torch.Tensor, coarse_voxels: float, generator: torch.Generator) -> torch.Tensor:
     """A plausible coarse-stage probability for a fine patch ``(1, 1, D, H, W)`` of the true implant's partial volume.
 
-    The implant is made thicker or thinner by up to two fine voxels with probability 1/2 (grey dilation or erosion),
-    averaged over coarse voxels (``coarse_voxels`` fine voxels per edge) and, half of the time, thresholded at a
-    random level in 0.2–0.8 (a mask-trained coarse stage; else the shares stay, as a partial-volume one draws them);
-    then dilated or eroded by a whole coarse voxel with probability 0.1 each, erased in a random blob with
-    probability 1/4, upsampled (trilinear), shifted by up to half a coarse voxel along each axis and scaled by a
-    confidence in 0.6–1. So the fine network takes the implant's surfaces and thickness from the skull around the
-    defect, and mainly its place from this channel.
+    The implant is averaged over coarse voxels (``coarse_voxels`` fine voxels per edge) and thresholded at a random
+    level in 0.2–0.8 — a thicker or thinner implant, as a coarse network draws it —, dilated or eroded by a whole
+    coarse voxel with probability 0.1 each, erased in a random blob with probability 1/4, upsampled (trilinear),
+    shifted by up to half a coarse voxel along each axis and scaled by a confidence in 0.6–1. The fine network must
+    therefore take the implant's surfaces from the skull around the defect, and only its place from this channel.
     """
     k = max(1, int(round(coarse_voxels)))
     size = implant.shape[2:]
-    draws = torch.rand(8, generator=generator)
-    radius = int(torch.randint(1, 3, (1,), generator=generator))
+    draws = torch.rand(6, generator=generator)
     shift = torch.randint(-(k // 2), k // 2 + 1, (3,), generator=generator)
     blob = torch.rand(1, 1, 3, 3, 3, generator=generator)
-    if draws[5] < 0.25:
-        implant = F.max_pool3d(implant, 2 * radius + 1, stride=1, padding=radius)
-    elif draws[5] < 0.5:
-        implant = -F.max_pool3d(-implant, 2 * radius + 1, stride=1, padding=radius)
     coarse = F.avg_pool3d(implant, k, stride=k, ceil_mode=True)
-    if draws[6] < 0.5:
-        coarse = (coarse > 0.2 + 0.6 * draws[0]).float()
+    coarse = (coarse > 0.2 + 0.6 * draws[0]).float()
     if draws[1] < 0.1:
         coarse = F.max_pool3d(coarse, 3, stride=1, padding=1)
     elif draws[1] < 0.2:
