@@ -31,6 +31,15 @@ from cranialkit.reconstruction.inference import Reconstructor
 from cranialkit.reconstruction.recipes import recipe, train_stage
 
 
+def _command(argv: list[str]) -> str:
+    """The command line with folders named by their last part (they are machine paths)."""
+    words, hide = ["python", "benchmarks/real_data_quality.py"], False
+    for word in argv:
+        words.append(f"<{Path(word).name}>" if hide and not word.startswith("--") else word)
+        hide = word in ("--data", "--out", "--json")
+    return " ".join(words)
+
+
 def _minutes(result) -> float:
     return result.history["train"][-1]["seconds"] / 60 if result.history["train"] else 0.0
 
@@ -90,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [_row(f"{label}, trained on {len(splits['train'])} real cases", r) for label, r in rows.items()]
     per_case = [[r["case_id"], round(c["dsc"], 3), round(r["dsc"], 3), round(r["bdsc"], 3), round(r["hd95"], 2)]
                 for c, r in zip(rows["coarse"], rows["coarse + fine"])]
-    raw = {"parts": parts, "real": {k: str(v) if isinstance(v, Path) else v for k, v in real.items()},
+    raw = {"parts": parts, "real": {k: v for k, v in real.items() if not isinstance(v, Path)},
            "rows": rows, "read_seconds": read_s, "inference_seconds": inference_s}
     if args.phantoms:
         phantom_splits = load_splits("phantom", args.phantoms, args.phantom_resolution, 0, args.split_seed)
@@ -99,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         sim_rows = evaluate_cases(Reconstructor.from_checkpoint(sim["coarse"], device=args.device,
                                                                 fine_checkpoint=sim["fine"]), test, progress=False)
         results.append(_row(f"coarse + fine, trained on {args.phantoms} phantom subjects only", sim_rows))
-        raw["phantoms"] = {"rows": sim_rows, **{k: str(v) if isinstance(v, Path) else v for k, v in sim.items()}}
+        raw["phantoms"] = {"rows": sim_rows, **{k: v for k, v in sim.items() if not isinstance(v, Path)}}
     minutes = real["coarse_minutes"] + real["fine_minutes"]
     summary = {"benchmark": "real_data_quality", "parts": {k: len(v) for k, v in parts.items()},
                "training_minutes": round(minutes, 1), "results": results,
@@ -118,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
              table("One full-resolution case, both stages", ["case", "shape", "read (s)", "reconstruct (s)"],
                    [[case.case_id, "×".join(map(str, defective.shape)), round(read_s, 1), round(inference_s, 1)]])],
             threads=threads, device=describe_machine(args.device if args.device != "auto" else "cpu"),
-            raw=raw))
+            command=_command(sys.argv[1:] if argv is None else argv), raw=raw))
     return 0
 
 
