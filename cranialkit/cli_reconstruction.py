@@ -66,7 +66,7 @@ def _stage_settings(args: argparse.Namespace, stage: str) -> dict:
 
 def _checked_configs(args: argparse.Namespace) -> dict:
     """Each stage's settings, with its network configuration checked before any data is prepared."""
-    from cranialkit.reconstruction.recipes import _coarse_config, coarse_model_config, fine_configs
+    from cranialkit.reconstruction.recipes import coarse_config_of, coarse_model_config, fine_configs
 
     stages = ("coarse", "fine") if args.stage == "both" else (args.stage,)
     settings = {stage: _stage_settings(args, stage) for stage in stages}
@@ -77,7 +77,7 @@ def _checked_configs(args: argparse.Namespace) -> dict:
             raise UsageError(f"--resolution {settings['coarse']['resolution']}: {exc}; choose another --resolution "
                              f"or --size") from exc
     elif args.coarse_checkpoint is not None:
-        coarse_shape = _coarse_config(args.coarse_checkpoint).shape
+        coarse_shape = coarse_config_of(args.coarse_checkpoint).shape
     else:
         coarse_shape = (args.resolution,) * 3
     if "fine" in settings:

@@ -113,7 +113,7 @@ def train_stage(
     if coarse_shape is None:
         if coarse_checkpoint is None:
             raise ValueError("the fine stage needs the coarse grid it follows: give coarse_checkpoint or coarse_shape")
-        coarse_shape = _coarse_config(coarse_checkpoint).shape
+        coarse_shape = coarse_config_of(coarse_checkpoint).shape
     model_config, fine = fine_configs(settings, coarse_shape)
     batches, val = _fine_data(fine, settings, train_cases, val_cases, mix, coarse_checkpoint, seed, device, progress)
     extra = {"fine_config": fine.to_dict(), "coarse_checkpoint": str(coarse_checkpoint or "")}
@@ -121,7 +121,8 @@ def train_stage(
                  init_weights=init_weights)
 
 
-def _coarse_config(checkpoint: str | os.PathLike) -> ModelConfig:
+def coarse_config_of(checkpoint: str | os.PathLike) -> ModelConfig:
+    """The network configuration of a coarse-stage checkpoint (a fine-stage one is refused)."""
     from cranialkit.checkpoints import read_checkpoint
 
     state = read_checkpoint(checkpoint, "reconstruction")
