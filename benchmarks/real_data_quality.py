@@ -1,6 +1,7 @@
 """Two-stage reconstruction on real skulls: train both stages with a recipe, score coarse vs coarse + fine on a test
-part that no training or tuning saw, time inference of one full-resolution case; optionally the same recipe trained
-on phantoms only and scored on the same real cases (sim-to-real).
+part that no training or tuning saw, time inference of one full-resolution case; optionally stages trained on
+phantoms only, scored on the same real cases (sim-to-real): the same recipe trained here (``--phantoms N``) or
+stages trained elsewhere, e.g. notebook 11's (``--sim-checkpoints COARSE FINE``).
 
     python benchmarks/real_data_quality.py --data <SkullFix folder or "skullfix"> --recipe cpu --out <run folder> \\
         --json docs/benchmarks
@@ -17,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +38,7 @@ def _command(argv: list[str]) -> str:
     words, hide = ["python", "benchmarks/real_data_quality.py"], False
     for word in argv:
         words.append(f"<{Path(word).name}>" if hide and not word.startswith("--") else word)
-        hide = word in ("--data", "--out", "--json")
+        hide = word in ("--data", "--out", "--json", "--sim-checkpoints") or (hide and "/" in word)
     return " ".join(words)
 
 
@@ -73,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phantoms", type=int, default=0,
                         help="also train on this many phantom subjects only and score on the real test part")
     parser.add_argument("--phantom-resolution", type=int, default=192)
+    parser.add_argument("--sim-checkpoints", type=Path, nargs=2, metavar=("COARSE", "FINE"), default=None,
+                        help="phantom-trained coarse and fine checkpoints to score on the real test part")
+    parser.add_argument("--sim-label", default="notebook 11's stages, trained on phantoms only",
+                        help="the row name of --sim-checkpoints")
     parser.add_argument("--json", type=Path, default=None, help="write the record into this folder")
     args = parser.parse_args(argv)
     threads, why = cpu_threads(args.threads)
@@ -109,6 +115,13 @@ def main(argv: list[str] | None = None) -> int:
                                                                 fine_checkpoint=sim["fine"]), test, progress=False)
         results.append(_row(f"coarse + fine, trained on {args.phantoms} phantom subjects only", sim_rows))
         raw["phantoms"] = {"rows": sim_rows, **{k: v for k, v in sim.items() if not isinstance(v, Path)}}
+    if args.sim_checkpoints:
+        coarse_path, fine_path = args.sim_checkpoints
+        sim_stages = Reconstructor.from_checkpoint(coarse_path, device=args.device, fine_checkpoint=fine_path)
+        sim_rows = evaluate_cases(sim_stages, test, progress=False)
+        results.append(_row(f"coarse + fine, {args.sim_label}", sim_rows))
+        raw["sim_checkpoints"] = {"label": args.sim_label, "rows": sim_rows,
+                                  "coarse_config": asdict(sim_stages.config)}
     minutes = real["coarse_minutes"] + real["fine_minutes"]
     summary = {"benchmark": "real_data_quality", "parts": {k: len(v) for k, v in parts.items()},
                "training_minutes": round(minutes, 1), "results": results,

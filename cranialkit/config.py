@@ -103,17 +103,26 @@ def cpu_threads(requested: int | None = None) -> tuple[int, str]:
     """How many threads CPU training should use, and why (a short phrase to print).
 
     ``requested`` wins; else ``OMP_NUM_THREADS`` when set; else the cores this process may use minus the ones other
-    processes keep busy (the 1-minute load average), at least 1. Two torch jobs that each take every core slow each
+    processes keep busy now (:func:`busy_cores`), at least 1. Two torch jobs that each take every core slow each
     other down many times over (threads wait for each other), so a busy machine gets fewer threads.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if requested is not None:
         return max(1, int(requested)), "as requested"
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"])), "from OMP_NUM_THREADS"
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    free = int(min(cores, max(1, round(cores - busy))))
-    return free, f"{cores} cores, {busy:.1f} busy with other work"
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    busy = busy_cores(cpus)
+    free = int(min(len(cpus), max(1, round(len(cpus) - busy))))
+    return free, f"{len(cpus)} cores, {busy:.1f} busy with other work"
+
+
+def busy_cores(cpus: list[int], seconds: float = 0.5) -> float:
+    """How many of the CPUs ``cpus`` other processes keep busy, measured over ``seconds`` (psutil's per-CPU use;
+    this process is idle meanwhile). A load average would lag: it still counts a job that ended a minute ago."""
+    import psutil
+
+    use = psutil.cpu_percent(interval=seconds, percpu=True)
+    return sum(use[i] for i in cpus if i < len(use)) / 100.0
 
 
 def supports_autocast(dev: torch.device) -> bool:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+import pytest
 import torch
 
 import cranialkit
@@ -48,3 +51,20 @@ def test_volume_affine_and_validation():
             assert "3D" in str(exc)
         else:
             raise AssertionError("a non-3D array was accepted")
+
+
+def test_cpu_threads_leave_the_cores_that_other_work_keeps_busy(monkeypatch):
+    import psutil
+
+    from cranialkit.config import busy_cores, cpu_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval, percpu: [100.0, 20.0, 100.0])
+    assert busy_cores([0, 1]) == pytest.approx(1.2)
+    assert cpu_threads() == (1, "2 cores, 1.2 busy with other work")
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval, percpu: [3.0, 0.0, 100.0])
+    assert cpu_threads()[0] == 2  # the busy third CPU is not ours
+    assert cpu_threads(3) == (3, "as requested")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_threads() == (1, "from OMP_NUM_THREADS")

@@ -153,7 +153,8 @@ def compare_stages(summaries: Mapping[str, Sequence[Mapping]], title: str = "Coa
             ax.set_xlim(0, 1.12)
         else:
             ax.set_xlim(0, ax.get_xlim()[1] * 1.15)
-    axes[0].legend(loc="lower left", fontsize=8)
+    handles, names = axes[0].get_legend_handles_labels()  # one legend under the panels: none covers a bar
+    fig.legend(handles, names, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
