@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(defaults.seeds))
     parser.add_argument("--steps", type=int, default=None, help="training steps of every run (default: the recipe's)")
     parser.add_argument("--recipe", default=defaults.recipe, help="coarse-stage recipe: cpu, gpu or smoke")
+    parser.add_argument("--resolution", type=int, default=None, help="coarse grid, voxels per side (default: the "
+                        "recipe's)")
     parser.add_argument("--configurations", nargs="+", default=list(SCARCE_CONFIGURATIONS),
                         choices=SCARCE_CONFIGURATIONS, metavar="NAME", help="quote each name (default: all)")
     parser.add_argument("--val-subjects", type=int, default=defaults.val_subjects, help="skulls set aside to score")
@@ -81,7 +83,7 @@ def study_from(args: argparse.Namespace):
                        registration_resolution=args.registration_resolution, generator=args.generator,
                        generator_resolution=args.generator_resolution, generator_steps=args.generator_steps,
                        sampler=args.sampler, n_generated=args.n_generated, pretrain_subjects=args.pretrain_subjects,
-                       pretrain_steps=args.pretrain_steps)
+                       pretrain_steps=args.pretrain_steps, resolution=args.resolution)
 
 
 def _command(argv: list[str]) -> str:

@@ -145,6 +145,7 @@ def claim_output(folder: str | os.PathLike, identity: dict, overwrite: bool = Fa
     if filled and overwrite and ours:
         for child in contents:  # not the claims: another process may hold one
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        existing = None
     elif filled and existing is None:
         raise OutputMismatchError(
             f"{folder}: not empty and has no {IDENTITY_FILE} saying what made its files; "
@@ -154,7 +155,7 @@ def claim_output(folder: str | os.PathLike, identity: dict, overwrite: bool = Fa
                                   f"({describe_differences(existing, identity)}); start over with --overwrite or "
                                   f"choose another folder")
     folder.mkdir(parents=True, exist_ok=True)
-    if not _create_once(path, json.dumps(identity, indent=2, sort_keys=True) + "\n"):
+    if existing is None and not _create_once(path, json.dumps(identity, indent=2, sort_keys=True) + "\n"):
         # Another process created it at the same moment with another identity.
         return claim_output(folder, identity, overwrite=False, known=known)
     return folder

@@ -215,7 +215,8 @@ class ScarceStudy:
     ``data``: a dataset folder or the name of a downloaded dataset. ``sizes``: real training skulls (subjects, each
     with all its defect classes; one case each in SkullFix) per point of the learning curve. ``val_subjects``: the
     skulls set aside for scoring (the dataset's split with ``split_seed``). ``recipe``/``steps``: the coarse stage of
-    a recipe of ``cranialkit.reconstruction.recipes`` and the step budget of every run (default: the recipe's).
+    a recipe of ``cranialkit.reconstruction.recipes`` and the step budget of every run (default: the recipe's);
+    ``resolution``: its grid (voxels per side; default: the recipe's).
     ``registration_pairs``: the most ordered pairs registered per training set (a seeded choice), at
     ``registration_resolution``³ voxels. ``generator``: the generative model trained on each training set at
     ``generator_resolution``³ with its recipe (``generator_steps`` replaces the recipe's steps), of which
@@ -242,6 +243,7 @@ class ScarceStudy:
     pretrain_subjects: int = 20
     pretrain_steps: int | None = None
     extra_weight: float = 1.0
+    resolution: int | None = None
 
     def __post_init__(self) -> None:
         sizes = tuple(sorted({int(n) for n in self.sizes}))
@@ -285,12 +287,13 @@ class ScarceStudy:
         """The coarse-stage settings every run trains with (the recipe, with ``steps`` when given)."""
         from cranialkit.reconstruction.recipes import recipe
 
-        return recipe(self.recipe, "coarse", steps=self.steps)
+        return recipe(self.recipe, "coarse", steps=self.steps, resolution=self.resolution)
 
     def settings(self) -> dict:
         """Everything that changes a run's result (sizes, seeds and configurations only choose which runs are
         made: a study folder can be extended with more of them)."""
-        fields = {k: v for k, v in asdict(self).items() if k not in ("data", "sizes", "seeds", "configurations")}
+        fields = {k: v for k, v in asdict(self).items()
+                  if k not in ("data", "sizes", "seeds", "configurations", "resolution")}  # resolution: in "coarse"
         return {**fields, "coarse": self.coarse_settings()}
 
     @property

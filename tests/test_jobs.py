@@ -96,6 +96,8 @@ def test_claim_output_refuses_other_inputs_and_starts_over_on_request(tmp_path):
     (out / "manifest.jsonl").write_text('{"key": "a"}\n')
     claim_output(out, identity)  # same inputs: resume
     assert (out / "manifest.jsonl").exists()
+    (out / IDENTITY_FILE).write_text(json.dumps(identity))  # the same identity written another way: still resumes
+    assert claim_output(out, identity) == out and (out / "manifest.jsonl").exists()
     changed = {**identity, "checkpoint": "bbb", "settings": {"flip": False, "split": "test"}}
     with pytest.raises(OutputMismatchError, match=r"checkpoint: aaa → bbb; settings.flip: true → false\); start over "
                                                   r"with --overwrite"):
