@@ -111,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     inference_s = time.perf_counter() - started
 
     results = [_row(f"{label}, trained on {len(splits['train'])} real cases", r) for label, r in rows.items()]
-    per_case = [[r["case_id"], round(c["dsc"], 3), round(r["dsc"], 3), round(r["bdsc"], 3), round(r["hd95"], 2)]
-                for c, r in zip(rows["coarse"], rows["coarse + fine"])]
+    pairs = list(zip(rows["coarse"], rows["coarse + fine"]))
+    per_case = [["DSC coarse", *[round(c["dsc"], 3) for c, _ in pairs]],
+                ["DSC coarse + fine", *[round(r["dsc"], 3) for _, r in pairs]],
+                ["bDSC coarse + fine", *[round(r["bdsc"], 3) for _, r in pairs]],
+                ["HD95 coarse + fine (mm)", *[round(r["hd95"], 2) for _, r in pairs]]]
     raw = {"parts": parts, "real": {k: v for k, v in real.items() if not isinstance(v, Path)},
            "rows": rows, "read_seconds": read_s, "inference_seconds": inference_s}
     if args.phantoms:
@@ -143,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
                    results, note=f"Recipe '{args.recipe}': coarse {real['coarse_steps']} steps "
                                  f"({real['coarse_minutes']:.1f} min) + fine {real['fine_steps']} steps "
                                  f"({real['fine_minutes']:.1f} min) = {minutes:.1f} min of training; "
-                                 f"{len(splits['train'])} training and {len(splits['val'])} validation cases."),
-             table("Per test case", ["case", "DSC coarse", "DSC coarse + fine", "bDSC", "HD95 (mm)"], per_case),
-             table("One full-resolution case, both stages", ["case", "shape", "read (s)", "reconstruct (s)"],
-                   [[case.case_id, "×".join(map(str, defective.shape)), round(read_s, 1), round(inference_s, 1)]])],
+                                 f"{len(splits['train'])} training and {len(splits['val'])} validation cases. "
+                                 f"One full-resolution case ({case.case_id}, "
+                                 f"{'×'.join(map(str, defective.shape))} voxels): read {read_s:.1f} s, both stages "
+                                 f"{inference_s:.1f} s."),
+             table("Per test case", ["case", *[c["case_id"] for c, _ in pairs]], per_case)],
             notes=[*args.note, PUBLISHED], threads=threads,
             device=describe_machine(args.device if args.device != "auto" else "cpu"),
             command=_command(sys.argv[1:] if argv is None else argv), raw=raw))

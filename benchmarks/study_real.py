@@ -128,8 +128,7 @@ def write_report(args: argparse.Namespace, study, argv: list[str]) -> Path | Non
             rows.append([name, *cells])
         return table(title, ["configuration", *[f"{n} skulls" for n in sizes]], rows)
 
-    tables = [metric_table("dsc", "DSC on the validation skulls: mean over seeds [range]", 3),
-              metric_table("hd95", "HD95 (mm) on the validation skulls: mean over seeds [range]", 1)]
+    tables = [metric_table("dsc", "DSC on the validation skulls: mean over seeds [range] (HD95: the figure)", 3)]
     differences = difference_table(curve)
     if len(differences):
         rows = []
@@ -139,7 +138,8 @@ def write_report(args: argparse.Namespace, study, argv: list[str]) -> Path | Non
                                  if n in part.index else "—" for n in sizes]])
         tables.append(table("Mean DSC minus that of geometric augmentation alone", ["configuration",
                             *[f"{n} skulls" for n in sizes]], rows,
-                            note="* the two ranges over seeds do not overlap."))
+                            note="* the two ranges over seeds do not overlap (marked only where both have two seeds "
+                                 "or more)."))
     figure = plot_learning_curves(curve, title=f"{Path(study.data).name}: how many real skulls is each augmentation "
                                   f"worth? (coarse stage, {study.coarse_settings()['resolution']}³)")
     with atomic_path(args.json / f"{BENCHMARK}.png", suffix=".png") as temporary:  # processes may share a study

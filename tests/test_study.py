@@ -203,6 +203,7 @@ def test_scarce_study_runs_every_configuration_on_a_real_layout_dataset(real_lay
 def test_learning_curve_table_mean_and_range_over_seeds():
     runs = [StudyRun("geometric", 0, _rows([0.8, 0.6]), 5), StudyRun("geometric", 1, _rows([0.6, 0.6]), 5),
             StudyRun("geometric", 0, _rows([0.9, 0.9]), 10), StudyRun("no augmentation", 0, _rows([0.5, 0.5]), 5),
+            StudyRun("no augmentation", 1, _rows([0.55, 0.55]), 5),
             StudyRun("geometric + generator", 0, [], 5, note="no valid vae sample among 4")]
     curve = learning_curve_table(runs)
     assert list(zip(curve["configuration"], curve["cases"])) == [
@@ -214,7 +215,9 @@ def test_learning_curve_table_mean_and_range_over_seeds():
     assert skipped["seeds"] == 0 and np.isnan(skipped["dsc"]) and "no valid" in skipped["note"]
     differences = difference_table(curve)
     assert list(differences["configuration"]) == ["no augmentation"]
-    assert differences.iloc[0]["difference"] == pytest.approx(-0.15) and differences.iloc[0]["beyond spread"]
+    assert differences.iloc[0]["difference"] == pytest.approx(-0.125) and differences.iloc[0]["beyond spread"]
+    one_seed = difference_table(learning_curve_table(runs[:1] + runs[3:4]))  # no spread: a difference, unmarked
+    assert one_seed.iloc[0]["difference"] == pytest.approx(-0.2) and not one_seed.iloc[0]["beyond spread"]
     assert not image_is_blank(_png(plot_learning_curves(curve)))
 
 

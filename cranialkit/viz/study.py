@@ -93,8 +93,13 @@ def plot_learning_curves(curve, metrics: tuple[str, ...] = ("dsc", "hd95"),
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=9, frameon=False)
-    seeds = int(curve["seeds"].max()) if len(curve) else 0
-    spread = f"line: mean over {seeds} seeds; band: their range" if seeds > 1 else "one seed: no spread shown"
+    most, fewest = (int(curve["seeds"].max()), int(curve["seeds"].min())) if len(curve) else (0, 0)
+    if most <= 1:
+        spread = "one seed: no spread shown"
+    elif fewest == most:
+        spread = f"line: mean over {most} seeds; band: their range"
+    else:
+        spread = f"line: mean over the seeds run ({fewest} to {most}); band: their range"
     fig.suptitle(f"{title}\n{spread}")
     fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(labels) - 1) // 3), 1, 1))
     return fig
