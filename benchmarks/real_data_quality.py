@@ -18,7 +18,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +49,12 @@ def _command(argv: list[str]) -> str:
 
 def _minutes(result) -> float:
     return result.history["train"][-1]["seconds"] / 60 if result.history["train"] else 0.0
+
+
+def _scores(cases: list, device: str, coarse: Path, fine: Path | None = None) -> list[dict]:
+    """Per-case scores at the original geometry of the stages in ``coarse`` (and ``fine``) on ``cases``."""
+    stages = Reconstructor.from_checkpoint(coarse, device=device, fine_checkpoint=fine)
+    return evaluate_cases(stages, cases, progress=False)
 
 
 def _row(label: str, rows: list[dict]) -> list:
@@ -97,9 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parts = {k: [c.case_id for c in v] for k, v in splits.items()}
     real = _train_both("real", splits, args.recipe, args.out / "real", args.device, threads)
     test = list(splits["test"])
-    coarse_only = Reconstructor.from_checkpoint(real["coarse"], device=args.device)
     two_stage = Reconstructor.from_checkpoint(real["coarse"], device=args.device, fine_checkpoint=real["fine"])
-    rows = {"coarse": evaluate_cases(coarse_only, test, progress=False),
+    rows = {"coarse": _scores(test, args.device, real["coarse"]),
             "coarse + fine": evaluate_cases(two_stage, test, progress=False)}
 
     case = test[0]
@@ -122,17 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         phantom_splits = load_splits("phantom", args.phantoms, args.phantom_resolution, 0, args.split_seed)
         sim = _train_both("phantoms", phantom_splits, args.recipe, args.out / f"phantoms{args.phantoms}",
                           args.device, threads)
-        sim_rows = evaluate_cases(Reconstructor.from_checkpoint(sim["coarse"], device=args.device,
-                                                                fine_checkpoint=sim["fine"]), test, progress=False)
+        sim_rows = _scores(test, args.device, sim["coarse"], sim["fine"])
         results.append(_row(f"coarse + fine, trained on {args.phantoms} phantom subjects only", sim_rows))
         raw["phantoms"] = {"rows": sim_rows, **{k: v for k, v in sim.items() if not isinstance(v, Path)}}
     if args.sim_checkpoints:
-        coarse_path, fine_path = args.sim_checkpoints
-        sim_stages = Reconstructor.from_checkpoint(coarse_path, device=args.device, fine_checkpoint=fine_path)
-        sim_rows = evaluate_cases(sim_stages, test, progress=False)
+        sim_rows = _scores(test, args.device, *args.sim_checkpoints)
         results.append(_row(f"coarse + fine, {args.sim_label}", sim_rows))
-        raw["sim_checkpoints"] = {"label": args.sim_label, "rows": sim_rows,
-                                  "coarse_config": asdict(sim_stages.config)}
+        raw["sim_checkpoints"] = {"label": args.sim_label, "rows": sim_rows}
     minutes = real["coarse_minutes"] + real["fine_minutes"]
     summary = {"benchmark": "real_data_quality", "parts": {k: len(v) for k, v in parts.items()},
                "training_minutes": round(minutes, 1), "results": results,

@@ -163,7 +163,9 @@ def render(records: Sequence[dict]) -> str:
         lines.append(f"*{record['device']} · torch threads: {record['threads']} · {record['date']} · "
                      f"`{record['command']}`*")
         for k, entry in enumerate(record["tables"]):
-            lines += [f"#### {entry['title']}"] if k == 0 else ["", f"#### {entry['title']}"]
+            if k:
+                lines.append("")
+            lines.append(f"#### {entry['title']}")
             lines.append("| " + " | ".join(_cell(c) for c in entry["columns"]) + " |")
             lines.append("|" + "---|" * len(entry["columns"]))
             lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in entry["rows"]]
