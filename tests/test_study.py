@@ -59,7 +59,7 @@ def _rows(dsc: list[float]) -> list[dict]:
 
 def test_results_table_means_and_spread_over_seeds():
     runs = [StudyRun("A", 0, _rows([0.8, 0.6])), StudyRun("A", 1, _rows([1.0, 0.8])),
-            StudyRun("B", 0, _rows([0.5, float("inf") if False else 0.5]))]
+            StudyRun("B", 0, _rows([0.5, 0.5]))]
     table = results_table(runs)
     assert list(table.index) == ["A", "B"]
     assert table.loc["A", "dsc"] == pytest.approx(0.8) and table.loc["A", "dsc std"] == pytest.approx(0.1)
@@ -218,7 +218,11 @@ def test_learning_curve_table_mean_and_range_over_seeds():
     assert differences.iloc[0]["difference"] == pytest.approx(-0.125) and differences.iloc[0]["beyond spread"]
     one_seed = difference_table(learning_curve_table(runs[:1] + runs[3:4]))  # no spread: a difference, unmarked
     assert one_seed.iloc[0]["difference"] == pytest.approx(-0.2) and not one_seed.iloc[0]["beyond spread"]
-    assert not image_is_blank(_png(plot_learning_curves(curve)))
+    figure = plot_learning_curves(curve)
+    assert [ax.get_yscale() for ax in figure.axes] == ["linear", "log"], "HD95 from 1 to 5 mm: a log axis"
+    assert not image_is_blank(_png(figure))
+    close = plot_learning_curves(learning_curve_table(runs[:2]))  # HD95 within 2–4 mm: a linear axis reads it
+    assert [ax.get_yscale() for ax in close.axes] == ["linear", "linear"]
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, LogLocator
 
 _LABELS = {"dsc": "DSC (higher is better)", "bdsc": "boundary DSC (higher is better)",
            "hd95": "HD95 in mm (lower is better)"}
@@ -60,10 +61,18 @@ _CURVE_LABELS = {"dsc": "DSC (higher is better)", "bdsc": "boundary DSC (higher 
                  "hd95": "HD95 in mm (lower is better)"}
 
 
+def _spans_factor_four(curve, metric: str) -> bool:
+    """True when the metric's values (positive) span a factor of 4 or more: a log axis reads them better."""
+    values = curve[[metric, f"{metric} min", f"{metric} max"]].to_numpy(dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    return values.size > 0 and values.max() >= 4 * values.min()
+
+
 def plot_learning_curves(curve, metrics: tuple[str, ...] = ("dsc", "hd95"),
                          title: str = "How many real skulls is each augmentation worth?") -> Figure:
     """The learning curves of the scarce-data study: each metric against the number of real training skulls (log
-    scale), one line per configuration through the means over seeds, with the range over seeds as a band.
+    scale), one line per configuration through the means over seeds, with the range over seeds as a band. HD95 is drawn
+    on a log axis when its values span a factor of 4, so that one poor configuration does not flatten the others.
 
     ``curve``: the DataFrame of :func:`cranialkit.study.learning_curve_table`.
     """
@@ -86,6 +95,10 @@ def plot_learning_curves(curve, metrics: tuple[str, ...] = ("dsc", "hd95"),
                             color=colour, alpha=0.15, linewidth=0)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(n) for n in sizes])
+        if metric == "hd95" and _spans_factor_four(curve, metric):  # one poor configuration would flatten the rest
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.minorticks_off()
         ax.set_xlabel("real training skulls")
         ax.set_title(_CURVE_LABELS.get(metric, metric), fontsize=10)
