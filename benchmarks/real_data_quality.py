@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import describe_machine, make_record, table, write_record
+from report import command_line, describe_machine, make_record, table, write_record
 
 from cranialkit.config import cpu_threads
 from cranialkit.data.datasets import load_dataset
@@ -34,17 +34,6 @@ from cranialkit.reconstruction.recipes import recipe, train_stage
 PUBLISHED = ("Published figures on real SkullFix for comparison: a U-Net at full resolution 0.91 DSC / 0.95 bDSC / "
              "1.79 mm, point-cloud diffusion (PCDiff) 0.90 / 0.93 / 1.69 mm; heavy augmentation on a GPU (Wodzinski "
              "et al. 2024) > 0.96 DSC.")
-
-
-def _command(argv: list[str]) -> str:
-    """The command line with folders named by their last part (they are machine paths)."""
-    words, hide, skip = ["python", "benchmarks/real_data_quality.py"], False, False
-    for word in argv:
-        if not skip and word != "--note":
-            words.append(f"<{Path(word).name}>" if hide and not word.startswith("--") else word)
-        hide = word in ("--data", "--out", "--json", "--sim-checkpoints") or (hide and "/" in word)
-        skip = word == "--note"  # notes are in the record itself
-    return " ".join(words)
 
 
 def _minutes(result) -> float:
@@ -153,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
              table("Per test case", ["case", *[c["case_id"] for c, _ in pairs]], per_case)],
             notes=[*args.note, PUBLISHED], threads=threads,
             device=describe_machine(args.device if args.device != "auto" else "cpu"),
-            command=_command(sys.argv[1:] if argv is None else argv), raw=raw))
+            command=command_line("benchmarks/real_data_quality.py", sys.argv[1:] if argv is None else argv,
+                                 folders=("--data", "--out", "--json", "--sim-checkpoints")), raw=raw))
     return 0
 
 

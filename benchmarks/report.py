@@ -67,6 +67,26 @@ def describe_machine(device: object = "cpu") -> str:
     return f"CPU: {model}, {os.cpu_count()} cores"
 
 
+def command_line(script: str, argv: Sequence[str], folders: Sequence[str] = ("--data", "--out", "--json"),
+                 left_out: dict[str, int] | None = None) -> str:
+    """The command that made a record, as a reader would rerun it: the paths after each flag of ``folders`` named
+    by their last part (``<name>``: they are this machine's paths); each flag of ``left_out`` dropped with the
+    number of values it takes (default ``--note`` and its sentence: the notes are in the record itself); words with
+    spaces quoted."""
+    left_out = {"--note": 1} if left_out is None else left_out
+    words, hide, skip = ["python", script], False, 0
+    for word in argv:
+        if skip:
+            skip -= 1
+            continue
+        if word in left_out:
+            skip = left_out[word]
+            continue
+        words.append(f"<{Path(word).name}>" if hide and not word.startswith("--") else word)
+        hide = word in folders or (hide and not word.startswith("--") and "/" in word)
+    return " ".join(f'"{w}"' if " " in w else w for w in words)
+
+
 def make_record(benchmark: str, title: str, tables: Sequence[dict], threads: int | str, device: str,
                 date: str | None = None, command: str | None = None, notes: Sequence[str] = (),
                 figure: str | None = None, **raw) -> dict:

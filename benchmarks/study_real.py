@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import RECORDS, describe_machine, make_record, table, validate  # noqa: E402
+from report import RECORDS, command_line, describe_machine, make_record, table, validate  # noqa: E402
 
 BENCHMARK = "study_real"
 
@@ -84,15 +84,6 @@ def study_from(args: argparse.Namespace):
                        generator_resolution=args.generator_resolution, generator_steps=args.generator_steps,
                        sampler=args.sampler, n_generated=args.n_generated, pretrain_subjects=args.pretrain_subjects,
                        pretrain_steps=args.pretrain_steps, resolution=args.resolution)
-
-
-def _command(argv: list[str]) -> str:
-    """The command line with the dataset and study folders named by their last part (they are machine paths)."""
-    words, hide = ["python", "benchmarks/study_real.py"], False
-    for word in argv:
-        words.append(f"<{Path(word).name}>" if hide and not word.startswith("--") else word)
-        hide = word in ("--data", "--out", "--json")
-    return " ".join(f'"{w}"' if " " in w else w for w in words)
 
 
 def _cell(mean: float, low: float, high: float, seeds: int, digits: int) -> str:
@@ -169,9 +160,10 @@ def write_report(args: argparse.Namespace, study, argv: list[str]) -> Path | Non
     if skipped:
         notes.append("Not trained: " + "; ".join(skipped) + ".")
     notes = [*args.note, *notes]
+    command = command_line("benchmarks/study_real.py", argv, left_out={"--note": 1, "--report-only": 0})
     record = make_record(BENCHMARK, "The scarce-data study on real skulls (notebook 12's learning curve)", tables,
-                         threads=args.threads, device=describe_machine(_device_name(args.device)),
-                         command=_command(argv), notes=notes, figure=f"benchmarks/{BENCHMARK}.png",
+                         threads=args.threads, device=describe_machine(_device_name(args.device)), command=command,
+                         notes=notes, figure=f"benchmarks/{BENCHMARK}.png",
                          settings=settings, hours=round(hours, 2),
                          curve=json.loads(curve.to_json(orient="records")))
     path = args.json / f"{BENCHMARK}.json"

@@ -64,3 +64,14 @@ def test_check_fails_when_the_page_is_stale(tmp_path):
     assert report.main(["--records", str(tmp_path), "--out", str(page), "--check"]) == 0
     report.write_record(tmp_path, _record(date="2026-01-03"))
     assert report.main(["--records", str(tmp_path), "--out", str(page), "--check"]) == 1
+
+
+def test_command_line_names_folders_by_their_last_part_and_leaves_notes_out():
+    argv = ["--data", "/home/me/skullfix_dev", "--sizes", "5", "10", "--sim-checkpoints", "/a/c/best.pt",
+            "/a/f/last.pt", "--note", "A sentence with spaces.", "--report-only", "--label", "two words",
+            "--json", "docs/benchmarks"]
+    line = report.command_line("benchmarks/x.py", argv, folders=("--data", "--json", "--sim-checkpoints"),
+                               left_out={"--note": 1, "--report-only": 0})
+    assert line == ('python benchmarks/x.py --data <skullfix_dev> --sizes 5 10 --sim-checkpoints <best.pt> <last.pt> '
+                    '--label "two words" --json <benchmarks>')
+    assert "sentence" not in report.command_line("x.py", ["--note", "A sentence.", "--out", "/tmp/run"])
