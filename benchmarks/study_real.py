@@ -141,8 +141,10 @@ def write_report(args: argparse.Namespace, study, argv: list[str]) -> Path | Non
     identity = json.loads((args.out / "identity.json").read_text())
     settings = identity["settings"]
     skipped = sorted({f"{r.config} with {r.size} skulls ({r.note})" for r in runs if r.note})
-    notes = [f"{len(runs)} of {len(study.runs)} runs of this command finished; compute so far {hours:.1f} h of wall "
-             f"time (training, scoring, registration, generator and pretraining) with {args.threads} thread(s).",
+    done = (f"All {len(runs)} runs of this command finished" if len(runs) == len(study.runs)
+            else f"{len(runs)} of {len(study.runs)} runs of this command finished so far")
+    notes = [f"{done}: {hours:.1f} h of compute, the sum of the wall times of every run and preparation (training, "
+             f"scoring, registration, generator and pretraining) with {args.threads} thread(s) each.",
              f"Dataset {Path(identity['data']).name}: {len(identity['training_order'])} training skulls (nested sets, "
              f"the first n of a seeded order), {len(identity['validation'])} validation skulls scored at their "
              f"original geometry, never trained on.",
