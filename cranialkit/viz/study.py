@@ -95,7 +95,7 @@ def plot_learning_curves(curve, metrics: tuple[str, ...] = ("dsc", "hd95"),
                             color=colour, alpha=0.15, linewidth=0)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(n) for n in sizes])
-        if metric == "hd95" and _spans_factor_four(curve, metric):  # one poor configuration would flatten the rest
+        if metric == "hd95" and _spans_factor_four(curve, metric):
             ax.set_yscale("log")
             ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
             ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
