@@ -97,3 +97,22 @@ def test_augmentation_figures():
         plot_samples([sample], labels=["a", "b"])
     with pytest.raises(ValueError, match="implant"):
         plot_transform({"defective": defective}, sample)
+
+
+def test_rim_close_up_shows_where_the_implant_meets_the_bone():
+    """A tilted plate with a hole: the close-up is centred on the rim, so both bone and implant are in view."""
+    from matplotlib.colors import to_rgb
+
+    from cranialkit.viz.two_stage import rim_close_up
+    from cranialkit.volume import Volume
+
+    x, _, z = np.indices((64, 16, 64))
+    plate = (np.abs(z - x) <= 2) & (x >= 4) & (x <= 60)
+    implant = plate & (x >= 20) & (x <= 44)
+    defective = Volume(plate & ~implant, (1.0, 1.0, 1.0))
+    fig = rim_close_up(defective, implant, {"drawn": implant}, view="coronal", zoom_mm=12.0)
+    image = fig.axes[0].images[0].get_array()
+    colours = {tuple(np.round(pixel, 3)) for pixel in image.reshape(-1, 3)}
+    assert tuple(np.round(to_rgb("#9a9a9a"), 3)) in colours  # defective skull in view
+    assert tuple(np.round(to_rgb("#2ca02c"), 3)) in colours  # and the implant beside it
+    plt.close(fig)

@@ -11,13 +11,15 @@ surfaces are staircases. The fine stage starts from the coarse stage's implant a
 2. resamples the coarse implant probability to the same grid (trilinear);
 3. lets a second residual U-Net predict the implant there from these two channels, patch by patch (MONAI's
    sliding-window inference; mirror averaging as in the coarse stage);
-4. interpolates its probability back to the original grid (trilinear) and thresholds it there, so the implant's
-   surfaces fall between fine voxels and its rim follows the defective skull voxel for voxel.
+4. interpolates its probability back to the original grid (trilinear) and thresholds it there together with the
+   bone share (:func:`~cranialkit.preprocessing.implant_beside_bone`), so the implant's surfaces fall between fine
+   voxels and its rim meets the defective skull voxel for voxel.
 
 Training sees patches (``patch`` voxels) of regions around the *true* implant, centred on the implant with a random
-offset, and a coarse channel simulated from the true implant: taken to the coarse grid's voxel size, thresholded at a
-random level, randomly dilated or eroded, shifted and partly erased, then smoothed back — so the network learns to
-follow the skull's rim and surfaces where the coarse hint is off. Targets are partial volumes too (Dice +
+offset, and a coarse channel simulated from the true implant: its share of each coarse-grid voxel (what a coarse
+stage trained on partial volumes outputs), a little thicker or thinner, partly erased and shifted, then smoothed
+back — so the network keeps the implant's place and thickness from the coarse stage, which sees the whole head, and
+draws its surfaces and rim from the skull around it. Targets are partial volumes too (Dice +
 cross-entropy, :func:`~cranialkit.reconstruction.losses.dice_bce_loss`). Validation places its crops with the
 trained coarse stage, as inference does, and scores the implant on the original grid.
 """
@@ -43,6 +45,7 @@ from cranialkit.preprocessing import (
     _save_npz,
     bounding_box,
     box_grid_transform,
+    implant_beside_bone,
     largest_component,
     make_grid_transform,
     to_shares,
@@ -192,8 +195,9 @@ def round_trips(defective: Volume, implant: Volume, config: FineConfig) -> dict[
 
     ``"coarse grid, nearest"``: the coarse grid (``config.coarse_shape`` over the head) with nearest-neighbour
     masks, as a one-stage network sees and draws them; ``"coarse grid, partial volume"``: the same grid holding the
-    share of each voxel covered, interpolated back (trilinear) and thresholded at 0.5; ``"fine grid, partial
-    volume"``: the same on the fine grid of ``config`` around the implant.
+    share of each voxel that implant and bone cover, interpolated back (trilinear) and thresholded together
+    (:func:`~cranialkit.preprocessing.implant_beside_bone`); ``"fine grid, partial volume"``: the same on the fine
+    grid of ``config`` around the implant.
     """
     from cranialkit.io import as_mask
 
@@ -202,10 +206,15 @@ def round_trips(defective: Volume, implant: Volume, config: FineConfig) -> dict[
     lo, hi = bounding_box(implant.array)
     fine = box_grid_transform(defective, lo, hi, None, config.margin_mm, config.spacing_mm)
     outside = ~defective.array
+
+    def shares_and_back(grid: GridTransform) -> np.ndarray:
+        back = [grid.to_original(grid.fraction(mask).array).array for mask in (implant, defective)]
+        return implant_beside_bone(*back) & outside
+
     return {
         "coarse grid, nearest": coarse.to_original(coarse.apply(implant).array).array & outside,
-        "coarse grid, partial volume": (coarse.to_original(coarse.fraction(implant).array).array > 0.5) & outside,
-        "fine grid, partial volume": (fine.to_original(fine.fraction(implant).array).array > 0.5) & outside,
+        "coarse grid, partial volume": shares_and_back(coarse),
+        "fine grid, partial volume": shares_and_back(fine),
     }
 
 
@@ -221,29 +230,26 @@ def fine_augmentation(name: str = "mild") -> Compose:
 def simulate_coarse(implant: torch.Tensor, coarse_voxels: float, generator: torch.Generator) -> torch.Tensor:
     """A plausible coarse-stage probability for a fine patch ``(1, 1, D, H, W)`` of the true implant's partial volume.
 
-    The implant is averaged over coarse voxels (``coarse_voxels`` fine voxels per edge) and thresholded at a random
-    level in 0.2–0.8 — a thicker or thinner implant, as a coarse network draws it —, dilated or eroded by a whole
-    coarse voxel with probability 0.1 each, erased in a random blob with probability 1/4, upsampled (trilinear),
-    shifted by up to half a coarse voxel along each axis and scaled by a confidence in 0.6–1. The fine network must
-    therefore take the implant's surfaces from the skull around the defect, and only its place from this channel.
+    A coarse stage trained on partial volumes outputs the share of each coarse voxel that the implant covers, so the
+    channel starts from exactly that: the implant averaged over coarse voxels (``coarse_voxels`` fine voxels per
+    edge). Its errors are imitated: the shares are scaled by a gain in 0.85–1.15 (a slightly thicker or thinner
+    implant), a random blob is erased with probability 1/4, and after upsampling (trilinear) the channel is shifted
+    by up to half a coarse voxel along each axis and scaled by a confidence in 0.8–1. The fine network thus keeps
+    the implant's place and thickness from this channel, which sees the whole head, and takes the surfaces' exact
+    position and the rim from the skull in its patch.
     """
     k = max(1, int(round(coarse_voxels)))
     size = implant.shape[2:]
-    draws = torch.rand(6, generator=generator)
+    draws = torch.rand(4, generator=generator)
     shift = torch.randint(-(k // 2), k // 2 + 1, (3,), generator=generator)
     blob = torch.rand(1, 1, 3, 3, 3, generator=generator)
-    coarse = F.avg_pool3d(implant, k, stride=k, ceil_mode=True)
-    coarse = (coarse > 0.2 + 0.6 * draws[0]).float()
-    if draws[1] < 0.1:
-        coarse = F.max_pool3d(coarse, 3, stride=1, padding=1)
-    elif draws[1] < 0.2:
-        coarse = -F.max_pool3d(-coarse, 3, stride=1, padding=1)
-    if draws[2] < 0.25:
+    coarse = (F.avg_pool3d(implant, k, stride=k, ceil_mode=True) * (0.85 + 0.3 * draws[0])).clamp(0, 1)
+    if draws[1] < 0.25:
         keep = F.interpolate(blob.to(coarse.device), size=coarse.shape[2:], mode="trilinear", align_corners=False)
-        coarse = coarse * (keep > 0.25 + 0.5 * draws[3]).float()
+        coarse = coarse * (keep > 0.25 + 0.5 * draws[2]).float()
     up = F.interpolate(coarse, scale_factor=k, mode="trilinear", align_corners=False)[..., : size[0], : size[1],
                                                                                        : size[2]]
-    return torch.roll(up, shifts=tuple(int(s) for s in shift), dims=(2, 3, 4)) * (0.6 + 0.4 * draws[4])
+    return torch.roll(up, shifts=tuple(int(s) for s in shift), dims=(2, 3, 4)) * (0.8 + 0.2 * draws[3])
 
 
 @dataclass
@@ -384,15 +390,16 @@ def fine_inputs(defective: Volume, coarse_probability: np.ndarray, coarse: GridT
     return FineInputs(transform, np.stack([transform.fraction(defective).array, hint]).astype(np.float32))
 
 
-def implant_in_box(probability: np.ndarray, transform: GridTransform, defective: np.ndarray,
-                   threshold: float = 0.5) -> tuple[tuple[slice, slice, slice], np.ndarray]:
-    """The implant on the original grid inside the region's box: the fine probability interpolated (trilinear),
-    thresholded, made disjoint from the defective skull (an original-grid bool array) and reduced to its largest
-    connected part. Returns ``(box, implant_in_box)``."""
+def implant_in_box(probability: np.ndarray, bone: np.ndarray, transform: GridTransform, defective_box: np.ndarray,
+                   threshold: float = 0.5) -> np.ndarray:
+    """The implant on the original grid inside the region's box (``transform.original_box()``): the fine
+    probability and the fine grid's bone share (``bone``, the network's first channel) interpolated (trilinear)
+    and thresholded together (:func:`~cranialkit.preprocessing.implant_beside_bone`), made disjoint from the
+    defective skull in the box (``defective_box``, bool) and reduced to its largest connected part."""
     box = transform.original_box()
     prob = transform._interpolate_box(probability, box, order=1)
-    implant = (prob > threshold) & ~np.asarray(defective[box], bool)
-    return box, largest_component(implant)
+    bone_share = transform._interpolate_box(bone, box, order=1)
+    return largest_component(implant_beside_bone(prob, bone_share, threshold) & ~np.asarray(defective_box, bool))
 
 
 class FineStage:
@@ -432,8 +439,9 @@ class FineStage:
         out = np.zeros(defective.shape, bool)
         if implant_grid.any():
             inputs = fine_inputs(defective, coarse_probability, coarse, implant_grid, self.config)
-            box, implant = implant_in_box(self.probability(inputs), inputs.transform, defective.array, self.threshold)
-            out[box] = implant
+            box = inputs.transform.original_box()
+            out[box] = implant_in_box(self.probability(inputs), inputs.inputs[0], inputs.transform,
+                                      defective.array[box], self.threshold)
         return defective.with_array(out)
 
 
@@ -469,8 +477,7 @@ class FineValidation:
         rows = []
         for case in self.cases:
             prob = fine_probability(model, case.inputs.inputs, self.config.patch, device, amp, self.flip_axes)
-            prob_box = case.inputs.transform._interpolate_box(prob, case.box, order=1)
-            pred = largest_component((prob_box > 0.5) & ~case.defective)
+            pred = implant_in_box(prob, case.inputs.inputs[0], case.inputs.transform, case.defective)
             rows.append(evaluate_implant(pred, case.implant, case.defective, case.spacing))
         return {key: float(np.mean([r[key] for r in rows])) for key in ("dsc", "bdsc", "hd95")}
 

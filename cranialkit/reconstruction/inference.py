@@ -7,7 +7,8 @@ run the network (by default on the case and on its left–right mirror, averagin
 augmentation), threshold the sigmoid at 0.5, keep what is not already skull (implant = prediction AND NOT defective),
 clean it (``preprocessing.postprocess_implant``: closing, largest component). Alone, it brings the probability of
 the kept implant (and one grid voxel around it) back to the original grid by trilinear interpolation and thresholds
-it there, so the implant's surfaces run between grid voxels instead of following their staircase (nearest-neighbour
+it there together with the grid's bone share (``preprocessing.implant_beside_bone``, which keeps the rim free of
+gaps), so the implant's surfaces run between grid voxels instead of following their staircase (nearest-neighbour
 upsampling of the grid's mask scores about 0.02 DSC lower on real SkullFix). With a fine stage
 (:class:`~cranialkit.reconstruction.fine.FineStage`), the coarse implant and its probability place a crop in the
 original volume and the fine network draws the implant there at about 1 mm.
@@ -27,7 +28,7 @@ import torch
 from cranialkit.config import device as pick_device
 from cranialkit.config import supports_autocast
 from cranialkit.jobs import load_weights
-from cranialkit.preprocessing import GridTransform
+from cranialkit.preprocessing import IMPLANT_SHARE_FLOOR, GridTransform, bounding_box, implant_beside_bone
 from cranialkit.reconstruction.network import ModelConfig
 from cranialkit.volume import Volume
 
@@ -120,12 +121,14 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
 @dataclass
 class CoarseOutput:
     """What the coarse stage makes of one defective skull, on its grid: the transform back to the original grid,
-    the implant probability (float32) and the post-processed implant (bool)."""
+    the defective skull (bool), the implant probability (float32), the post-processed implant (bool) and the bone
+    share."""
 
     transform: GridTransform
     defective: np.ndarray
     probability: np.ndarray
     implant: np.ndarray
+    bone: np.ndarray  # the share of each grid voxel that is bone (float32; 0 or 1 on a grid of binary masks)
 
 
 class Reconstructor:
@@ -210,7 +213,7 @@ class Reconstructor:
         implant = prob > self.threshold
         if self.postprocess and implant.any():
             implant = postprocess_implant(implant, grid, closing_radius=self.closing_radius)
-        return CoarseOutput(transform, grid, prob, implant)
+        return CoarseOutput(transform, grid, prob, implant, np.asarray(bone, np.float32))
 
     def reconstruct(self, defective: Volume) -> Volume:
         """The implant for a defective skull at its original geometry (bool Volume on the same grid)."""
@@ -220,9 +223,15 @@ class Reconstructor:
         coarse = self.coarse_stage(defective)
         if self.fine is not None:
             return self.fine.reconstruct(defective, coarse.probability, coarse.transform, coarse.implant)
-        kept = coarse.probability * dilate_grid(coarse.implant)
-        restored = coarse.transform.to_original(kept.astype(np.float32)).array > self.threshold
-        return defective.with_array(restored & ~defective.array)
+        kept = coarse.transform.to_original((coarse.probability * dilate_grid(coarse.implant)).astype(np.float32))
+        restored = np.zeros(defective.shape, bool)
+        near = kept.array > IMPLANT_SHARE_FLOOR
+        if near.any():
+            lo, hi = bounding_box(near)
+            box = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi))
+            bone = coarse.transform._interpolate_box(coarse.bone, box, order=1)
+            restored[box] = implant_beside_bone(kept.array[box], bone, self.threshold) & ~defective.array[box]
+        return defective.with_array(restored)
 
 
 def dilate_grid(mask: np.ndarray) -> np.ndarray:

@@ -3,8 +3,8 @@
 Taught in notebook 11_two_stage_reconstruction; shared by ``cranialkit train --recipe`` and
 ``benchmarks/real_data_quality.py``, so that all three train the same models.
 
-- ``"cpu"``: sized for a 2-core CPU — both stages together train in well under 30 minutes. Coarse: 80³ (≈ 2.5 mm
-  over a head, so the vault is two to three voxels thick), network "compact", partial-volume inputs and targets.
+- ``"cpu"``: sized for a 2-core CPU — both stages together train in under 30 minutes. Coarse: 96³ (≈ 2 mm over a
+  head, so the vault is two to three voxels thick), network "compact", partial-volume inputs and targets.
   Fine: 1 mm, 64³ patches (64 mm of skull around a point), network "compact".
 - ``"gpu"``: the paper's scale — coarse 128³ and a fine grid of 0.5 mm, network "small", more steps.
 - ``"smoke"``: tiny, for the tests and ``smoke = True`` notebooks: every code path, in seconds.
@@ -25,7 +25,7 @@ STAGES = ("coarse", "fine")
 
 RECIPES: dict[str, dict[str, dict]] = {
     "cpu": {
-        "coarse": {"resolution": 80, "size": "compact", "target": "implant", "partial_volume": True, "steps": 6000,
+        "coarse": {"resolution": 96, "size": "compact", "target": "implant", "partial_volume": True, "steps": 6000,
                    "batch_size": 2, "lr": 3e-3, "augment": "mild", "val_every": 500},
         "fine": {"spacing_mm": 1.0, "patch": 64, "margin_mm": 10.0, "size": "compact", "steps": 6000,
                  "batch_size": 2, "lr": 2e-3, "augment": "mild", "val_every": 1000},

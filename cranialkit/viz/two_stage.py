@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
+from scipy import ndimage
 
 from cranialkit.preprocessing import GridTransform
 from cranialkit.viz.slices import _FIXED_AXIS, _LAYOUT, _letters, _slice_indices, _take
@@ -27,17 +28,22 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2 * int((a & b).sum()) / total
 
 
-def _window(mask2d: np.ndarray, spacing_2d: np.ndarray, zoom_mm: float) -> tuple[slice, slice]:
-    """Rows and columns of a ``zoom_mm``-wide window on the edge of the implant's slice (its first column)."""
+def _window(mask2d: np.ndarray, bone2d: np.ndarray, spacing_2d: np.ndarray, zoom_mm: float) -> tuple[slice, slice]:
+    """Rows and columns of a ``zoom_mm``-wide window centred where the implant's slice meets the bone (its leftmost
+    such pixel), or on the implant's left edge when it touches no bone in this slice."""
     rows, cols = np.nonzero(mask2d)
     if len(rows) == 0:
         return slice(0, mask2d.shape[0]), slice(0, mask2d.shape[1])
-    centre_row = int(np.median(rows))
-    edge_col = int(cols.min())
+    rim_rows, rim_cols = np.nonzero(mask2d & ndimage.binary_dilation(bone2d, iterations=2))
+    if len(rim_rows):
+        pick = int(np.argmin(rim_cols))
+        centre_row, centre_col = int(rim_rows[pick]), int(rim_cols[pick])
+    else:
+        centre_row, centre_col = int(np.median(rows)), int(cols.min())
     half_rows = int(math.ceil(zoom_mm / 2 / spacing_2d[0]))
     half_cols = int(math.ceil(zoom_mm / 2 / spacing_2d[1]))
     r0 = int(np.clip(centre_row - half_rows, 0, max(mask2d.shape[0] - 2 * half_rows, 0)))
-    c0 = int(np.clip(edge_col - half_cols, 0, max(mask2d.shape[1] - 2 * half_cols, 0)))
+    c0 = int(np.clip(centre_col - half_cols, 0, max(mask2d.shape[1] - 2 * half_cols, 0)))
     return slice(r0, r0 + 2 * half_rows), slice(c0, c0 + 2 * half_cols)
 
 
@@ -60,7 +66,7 @@ def rim_close_up(defective: Volume, truth: np.ndarray, versions: Mapping[str, np
     spacing_2d = np.array([defective.spacing[vertical], defective.spacing[horizontal]])
     bone = _take(defective.array, view, position)
     true_2d = _take(truth, view, position)
-    rows, cols = _window(true_2d, spacing_2d, zoom_mm)
+    rows, cols = _window(true_2d, bone, spacing_2d, zoom_mm)
     extent = [0, (cols.stop - cols.start) * spacing_2d[1], 0, (rows.stop - rows.start) * spacing_2d[0]]
     fig, axes = plt.subplots(1, len(versions), figsize=(3.4 * len(versions), 3.6), squeeze=False)
     for ax, (label, implant) in zip(axes[0], versions.items()):
