@@ -454,8 +454,7 @@ class FineValidationCase:
 
     key: str
     inputs: FineInputs
-    box: tuple[slice, slice, slice]
-    defective: np.ndarray  # original-grid crop (bool) of the region's box
+    defective: np.ndarray  # original-grid crop (bool) of the region's box (inputs.transform.original_box())
     implant: np.ndarray
     spacing: np.ndarray
 
@@ -495,7 +494,7 @@ def fine_validation(cases, coarse, config: FineConfig, progress: bool = True) ->
             continue
         inputs = fine_inputs(defective, out.probability, out.transform, out.implant, config)
         box = inputs.transform.original_box()
-        items.append(FineValidationCase(case.key, inputs, box, defective.array[box].copy(), implant.array[box].copy(),
+        items.append(FineValidationCase(case.key, inputs, defective.array[box].copy(), implant.array[box].copy(),
                                         defective.spacing.copy()))
     return FineValidation(items, config) if items else None
 
