@@ -110,7 +110,7 @@ def _file_identity(path) -> dict | None:
 def _default_run_dir(args: argparse.Namespace, settings: dict, identity: dict) -> Path:
     from cranialkit.checkpoints import checkpoint_path, settings_digest
 
-    name = "two_stage" if args.stage == "both" else args.stage
+    name = ("two_stage" if args.stage == "both" else args.stage) + ("_refit" if args.refit else "")
     first = settings.get("coarse") or settings["fine"]
     size = first.get("resolution") or first.get("patch")
     return checkpoint_path("reconstruction", name, settings, size, first["steps"], settings_digest(identity["data"]))
@@ -147,7 +147,8 @@ def _train(args: argparse.Namespace) -> int:
                 "seed": args.seed, "amp": not args.no_amp, "init": _file_identity(args.init),
                 "coarse_checkpoint": _file_identity(args.coarse_checkpoint),
                 "mix": [{"root": str(Path(p).resolve()), "weight": w,
-                         **files_signature(p, [f for f in Path(p).rglob("*") if f.is_file()])} for p, w in args.mix]}
+                         **files_signature(p, [f for f in Path(p).rglob("*") if f.is_file()])} for p, w in args.mix],
+                **({"refit": True} if args.refit else {})}
     run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(args, settings, identity)
     info = distributed.init_from_env()
     held = contextlib.ExitStack()
@@ -172,11 +173,13 @@ def _train(args: argparse.Namespace) -> int:
 def _train_stages(args: argparse.Namespace, settings: dict, run_dir: Path) -> dict:
     """Train the stages asked for; with ``--stage both`` the fine stage follows the coarse one just trained."""
     from cranialkit.data.datasets import load_dataset
-    from cranialkit.reconstruction.data import load_splits
+    from cranialkit.reconstruction.data import load_splits, refit_splits
     from cranialkit.reconstruction.recipes import train_stage
 
     resolution = settings.get("coarse", {}).get("resolution") or 64
     splits = load_splits(args.data, args.n_subjects, resolution, args.data_seed, args.split_seed)
+    if args.refit:
+        splits = refit_splits(splits)
     mix = [(f"mix{i}:{Path(path).name}", load_dataset(path), weight) for i, (path, weight) in enumerate(args.mix)]
     common = {"mix": mix, "seed": args.seed, "device": args.device, "progress": True, "amp": not args.no_amp,
               "num_workers": args.workers, "compile": args.compile, "threads": args.threads}
@@ -299,6 +302,9 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--init", type=existing_file, help="start from the weights of this checkpoint (same network)")
     p.add_argument("--mix", type=_mix_argument, action="append", default=[], metavar="PATH[:WEIGHT]",
                    help="also train on a pre-generated dataset folder, sampled with WEIGHT (repeatable)")
+    p.add_argument("--refit", action="store_true",
+                   help="train on the training and validation parts together, keeping the last checkpoint: for a "
+                        "recipe already chosen on the validation part (the test part stays untouched)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--no-amp", action="store_true", help="no mixed precision even where supported")
     p.add_argument("--compile", default="auto", choices=("auto", "on", "off"), help="torch.compile (auto: CUDA)")

@@ -126,6 +126,28 @@ def test_cli_trains_and_uses_both_stages(data_dir, tmp_path, capsys):
     assert "--coarse-checkpoint" in capsys.readouterr().err
 
 
+
+@pytest.mark.slow
+def test_cli_refit_learns_from_training_and_validation_parts(data_dir, capsys):
+    """``train --refit``: the training and validation parts together, no validation (best.pt is the last state), in
+    a run folder of its own; the test part is the same as without it."""
+    from cranialkit.reconstruction.data import load_splits, refit_splits
+
+    splits = load_splits("phantom", 6, 32)
+    refit = refit_splits(splits)
+    assert refit["train"].subjects() == sorted(splits["train"].subjects() + splits["val"].subjects())
+    assert len(refit["train"]) == len(splits["train"]) + len(splits["val"]) and len(refit["val"]) == 0
+    assert [c.key for c in refit["test"]] == [c.key for c in splits["test"]]
+
+    assert main(["train", "--n-subjects", "6", "--device", "cpu", "--recipe", "smoke", "--refit"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out.strip().splitlines()[-1])
+    run_dir = Path(report["run_dir"])
+    assert run_dir.name.startswith("coarse_refit_") and report["coarse"]["step"] == 4
+    assert f"preparing {len(refit['train'])} cases" in captured.err
+    assert json.loads((run_dir / "history.json").read_text())["val"] == [] and report["coarse"]["last_val"] == {}
+    assert torch.load(run_dir / "best.pt", weights_only=False)["step"] == 4
+
 def test_cli_reports_bad_input(tmp_path, capsys):
     from cranialkit.io import write_volume
     from cranialkit.volume import Volume

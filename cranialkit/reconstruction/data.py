@@ -229,3 +229,14 @@ def load_splits(
         if not dataset.cases:
             raise ValueError(f"{data}: no case with a ground-truth implant to train or evaluate on")
     return dataset.split(seed=split_seed)
+
+
+def refit_splits(splits: dict) -> dict:
+    """``splits`` with the validation part joined to the training part ("val" left empty): once a recipe has been
+    chosen on the validation part, the final stages learn from every skull outside the test part, which stays the
+    same. Without validation the trainer keeps the last checkpoint."""
+    from cranialkit.data.datasets import Dataset, natural_key
+
+    train, val = splits["train"], splits["val"]
+    cases = sorted([*train.cases, *val.cases], key=lambda c: (c.defect_class, natural_key(c.case_id)))
+    return {**splits, "train": Dataset(train.root, train.layout, cases), "val": Dataset(val.root, val.layout, [])}
