@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 from pathlib import Path
 
 from cranialkit.cli_args import (
@@ -221,6 +222,21 @@ def _reconstructor(args: argparse.Namespace):
                                          flip_axes=() if args.no_flip else (0,))
 
 
+def _trained_with_refit(coarse_checkpoint: Path) -> bool:
+    """Whether the run folder of ``coarse_checkpoint`` (a stage's folder or a two-stage run) was trained with
+    ``--refit``, as its ``identity.json`` says."""
+    from cranialkit.jobs import IDENTITY_FILE
+
+    for folder in (coarse_checkpoint.parent, coarse_checkpoint.parent.parent):
+        path = folder / IDENTITY_FILE
+        if path.is_file():
+            try:
+                return bool(json.loads(path.read_text()).get("refit"))
+            except (OSError, ValueError, AttributeError):
+                return False
+    return False
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from cranialkit.reconstruction.data import load_splits
     from cranialkit.reconstruction.evaluation import evaluate_cases, format_table, summarize_by_class
@@ -233,6 +249,9 @@ def _evaluate(args: argparse.Namespace) -> int:
                          f"--split (or more --n-subjects)")
     print(f"evaluating {len(cases)} cases with the {reconstructor.stages} stage"
           f"{'s' if reconstructor.fine is not None else ''}")
+    if args.split in ("val", "all") and _trained_with_refit(_stage_checkpoints(args)[0]):
+        print(f"note: --checkpoint {args.checkpoint} was trained with --refit, on the validation part too: its "
+              f"--split {args.split} scores are not held out (--split test is)", file=sys.stderr)
     rows = evaluate_cases(reconstructor, cases, args.out, progress=True, overwrite=args.overwrite)
     print(format_table(rows))
     print()

@@ -130,7 +130,8 @@ def test_cli_trains_and_uses_both_stages(data_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_cli_refit_learns_from_training_and_validation_parts(data_dir, capsys):
     """``train --refit``: the training and validation parts together, no validation (best.pt is the last state), in
-    a run folder of its own; the test part is the same as without it."""
+    a run folder of its own; the test part is the same as without it, and ``evaluate`` says when the part it scores
+    was learnt from."""
     from cranialkit.reconstruction.data import load_splits, refit_splits
 
     splits = load_splits("phantom", 6, 32)
@@ -147,6 +148,12 @@ def test_cli_refit_learns_from_training_and_validation_parts(data_dir, capsys):
     assert f"preparing {len(refit['train'])} cases" in captured.err
     assert json.loads((run_dir / "history.json").read_text())["val"] == [] and report["coarse"]["last_val"] == {}
     assert torch.load(run_dir / "best.pt", weights_only=False)["step"] == 4
+    # scores on the validation part of a refit run are not held out, and evaluate says so (not for the test part)
+    common = ["--n-subjects", "6", "--device", "cpu", "--checkpoint", str(run_dir / "best.pt")]
+    assert main(["evaluate", *common, "--split", "val"]) == 0
+    assert "trained with --refit" in capsys.readouterr().err
+    assert main(["evaluate", *common, "--split", "test"]) == 0
+    assert "--refit" not in capsys.readouterr().err
 
 def test_cli_reports_bad_input(tmp_path, capsys):
     from cranialkit.io import write_volume
