@@ -225,15 +225,16 @@ def _reconstructor(args: argparse.Namespace):
 def _trained_with_refit(coarse_checkpoint: Path) -> bool:
     """Whether the run folder of ``coarse_checkpoint`` (a stage's folder or a two-stage run) was trained with
     ``--refit``, as its ``identity.json`` says."""
-    from cranialkit.jobs import IDENTITY_FILE
+    from cranialkit.errors import OutputMismatchError
+    from cranialkit.jobs import IDENTITY_FILE, read_identity
 
     for folder in (coarse_checkpoint.parent, coarse_checkpoint.parent.parent):
-        path = folder / IDENTITY_FILE
-        if path.is_file():
-            try:
-                return bool(json.loads(path.read_text()).get("refit"))
-            except (OSError, ValueError, AttributeError):
-                return False
+        try:
+            identity = read_identity(folder / IDENTITY_FILE)
+        except OutputMismatchError:  # an unreadable identity says nothing about the refit
+            return False
+        if identity is not None:
+            return bool(identity.get("refit"))
     return False
 
 

@@ -138,7 +138,7 @@ def claim_output(folder: str | os.PathLike, identity: dict, overwrite: bool = Fa
         raise OutputMismatchError(f"{folder}: is a file; give a folder for the output")
     identity = json.loads(json.dumps(identity))  # tuples -> lists, as they read back from the file
     path = folder / IDENTITY_FILE
-    existing = _read_identity(path)
+    existing = read_identity(path)
     contents = [p for p in folder.iterdir() if p.name != CLAIMS_FOLDER] if folder.is_dir() else []
     filled = bool(contents)
     ours = existing is not None or any(any(folder.glob(pattern)) for pattern in known)
@@ -161,7 +161,9 @@ def claim_output(folder: str | os.PathLike, identity: dict, overwrite: bool = Fa
     return folder
 
 
-def _read_identity(path: Path) -> dict | None:
+def read_identity(path: Path) -> dict | None:
+    """The identity in ``path`` (an output folder's ``identity.json``), or None when there is none; an unreadable
+    file raises :class:`~cranialkit.errors.OutputMismatchError`."""
     if not path.is_file():
         return None
     try:

@@ -126,7 +126,6 @@ def test_cli_trains_and_uses_both_stages(data_dir, tmp_path, capsys):
     assert "--coarse-checkpoint" in capsys.readouterr().err
 
 
-
 @pytest.mark.slow
 def test_cli_refit_learns_from_training_and_validation_parts(data_dir, capsys):
     """``train --refit``: the training and validation parts together, no validation (best.pt is the last state), in
@@ -154,6 +153,7 @@ def test_cli_refit_learns_from_training_and_validation_parts(data_dir, capsys):
     assert "trained with --refit" in capsys.readouterr().err
     assert main(["evaluate", *common, "--split", "test"]) == 0
     assert "--refit" not in capsys.readouterr().err
+
 
 def test_cli_reports_bad_input(tmp_path, capsys):
     from cranialkit.io import write_volume
